@@ -1,15 +1,43 @@
 # Copyright 2026 The avfmae-hf Authors. Licensed under the Apache License, Version 2.0.
 """AVF-MAE++ for Hugging Face transformers. Importing the package registers every class with its Auto class."""
 
-from transformers import AutoConfig
+from transformers import AutoConfig, AutoModel, AutoModelForPreTraining, AutoModelForVideoClassification
 
 from .configuration_avfmae import AVFMAEAudioConfig, AVFMAEConfig, AVFMAEVideoConfig
-
+from .convert_avfmae import ConversionReport, convert_original_state_dict
+from .masking_avfmae import AVFMAEDualMaskingGenerator, AVFMAEMasks
+from .modeling_avfmae import (
+    AVFMAEForPreTraining,
+    AVFMAEForPreTrainingOutput,
+    AVFMAEForVideoClassification,
+    AVFMAEModel,
+    AVFMAEModelOutput,
+    AVFMAEPreTrainedModel,
+    AVFMAEVideoClassifierOutput,
+)
 
 AutoConfig.register(AVFMAEConfig.model_type, AVFMAEConfig, exist_ok=True)
 AutoConfig.register(AVFMAEVideoConfig.model_type, AVFMAEVideoConfig, exist_ok=True)
 AutoConfig.register(AVFMAEAudioConfig.model_type, AVFMAEAudioConfig, exist_ok=True)
+AutoModel.register(AVFMAEConfig, AVFMAEModel, exist_ok=True)
+AutoModelForPreTraining.register(AVFMAEConfig, AVFMAEForPreTraining, exist_ok=True)
+AutoModelForVideoClassification.register(AVFMAEConfig, AVFMAEForVideoClassification, exist_ok=True)
 
 __version__ = "0.1.0"
 
-__all__ = ["AVFMAEAudioConfig", "AVFMAEConfig", "AVFMAEVideoConfig"]
+__all__ = [
+    "AVFMAEAudioConfig",
+    "AVFMAEConfig",
+    "AVFMAEDualMaskingGenerator",
+    "AVFMAEForPreTraining",
+    "AVFMAEForPreTrainingOutput",
+    "AVFMAEForVideoClassification",
+    "AVFMAEMasks",
+    "AVFMAEModel",
+    "AVFMAEModelOutput",
+    "AVFMAEPreTrainedModel",
+    "AVFMAEVideoClassifierOutput",
+    "AVFMAEVideoConfig",
+    "ConversionReport",
+    "convert_original_state_dict",
+]

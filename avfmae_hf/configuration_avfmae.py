@@ -10,7 +10,6 @@ from huggingface_hub.dataclasses import strict
 from transformers import PreTrainedConfig
 from transformers.utils import logging
 
-
 logger = logging.get_logger(__name__)
 
 VIDEO_MASKING_STRATEGIES = ("tube",)
@@ -53,9 +52,7 @@ def _check(condition: bool, message: str) -> None:
         raise ValueError(message)
 
 
-def visible_tokens_per_region(
-    grid: tuple[int, int, int], region_size: tuple[int, int, int], num_visible: int
-) -> int:
+def visible_tokens_per_region(grid: tuple[int, int, int], region_size: tuple[int, int, int], num_visible: int) -> int:
     """Tokens each region receives when the encoder sees only `num_visible` of the `grid` tokens.
 
     Pretraining groups the visible tokens by their order, not by position (architecture.md §4.1): the visible
