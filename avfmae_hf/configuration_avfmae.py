@@ -100,7 +100,7 @@ class _AVFMAETowerConfig(_AVFMAEConfigChecks, PreTrainedConfig):
     @property
     def num_regions(self) -> int:
         grid, region = self.token_grid(), self.region_grid_size()
-        return math.prod(g // r for g, r in zip(grid, region))
+        return math.prod(g // r for g, r in zip(grid, region, strict=True))
 
     @property
     def num_visible_tokens(self) -> int:
@@ -128,7 +128,7 @@ class _AVFMAETowerConfig(_AVFMAEConfigChecks, PreTrainedConfig):
         )
         grid, region = self.token_grid(), self.region_grid_size()
         _check(
-            all(r > 0 and g % r == 0 for g, r in zip(grid, region)),
+            all(r > 0 and g % r == 0 for g, r in zip(grid, region, strict=True)),
             f"{name}: region_size {tuple(self.region_size)} must divide the token grid {grid} in every dimension.",
         )
         indices = tuple(self.intermediate_layer_indices)

@@ -334,7 +334,7 @@ def convert_original_state_dict(
         if len(targets) > 1 and (value.ndim == 0 or value.shape[0] % len(targets) != 0):
             raise ValueError(f"{key} of shape {tuple(value.shape)} cannot be split into {len(targets)} equal parts.")
         parts = value.chunk(len(targets), dim=0) if len(targets) > 1 else (value,)
-        for target, part in zip(targets, parts):
+        for target, part in zip(targets, parts, strict=True):
             if target_task == "base":
                 target = target.removeprefix("avfmae.")
             converted[target] = part.contiguous()

@@ -767,7 +767,7 @@ class AVFMAEDecoder(nn.Module):
         )
         contexts = [self.encoder_to_decoder(feature) + visible_positions for feature in skip_features]
         hidden_states = self.layers[0](hidden_states, **kwargs)
-        for layer, context in zip(self.layers[1:], reversed(contexts)):
+        for layer, context in zip(self.layers[1:], reversed(contexts), strict=True):
             hidden_states = layer(hidden_states, context, **kwargs)
         return self.head(self.layernorm(hidden_states[:, -num_decoded:]))
 
@@ -1040,7 +1040,7 @@ class AVFMAEForPreTraining(AVFMAEPreTrainedModel):
     ) -> tuple[torch.Tensor, ...]:
         """Cosine similarity of the token means of paired intermediate features, divided by the temperature."""
         logits = []
-        for video_feature, audio_feature in zip(video_features, audio_features):
+        for video_feature, audio_feature in zip(video_features, audio_features, strict=True):
             video_embedding = F.normalize(video_feature.mean(dim=1), dim=-1)
             audio_embedding = F.normalize(audio_feature.mean(dim=1), dim=-1)
             logits.append(video_embedding @ audio_embedding.T / self.config.contrastive_temperature)
