@@ -194,7 +194,7 @@ def _build_key_mapping() -> list[tuple[re.Pattern, tuple[str, ...]]]:
 ORIGINAL_TO_HF_KEY_MAPPING = _build_key_mapping()
 
 PRETRAINING_ONLY = re.compile(r"(decoder|decoder_audio|encoder_to_decoder|encoder_to_decoder_audio)\.|mask_token")
-CLASSIFICATION_ONLY = re.compile(r"(fc_norm|head)\.|layer_weights_")
+CLASSIFICATION_ONLY = re.compile(r"(fc_norm|head)\.")
 WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 
 
@@ -357,7 +357,7 @@ def convert_original_state_dict(
     if mismatched:
         raise ValueError(f"{len(mismatched)} shapes differ from the config (wrong size?): {mismatched[:20]}")
     missing = sorted(set(expected) - set(converted))
-    allowed_missing = source_task == "pretraining" and target_task == "classification"
+    allowed_missing = source_task == "pretraining" and target_task != "pretraining"
     if missing and not (allowed_missing and all(CLASSIFICATION_TARGET.match(key) for key in missing)):
         raise ValueError(f"{len(missing)} parameters of the {target_task} model have no official source: {missing}")
     report.initialized = missing
@@ -367,7 +367,7 @@ def convert_original_state_dict(
     return (converted, report) if return_report else converted
 
 
-CLASSIFICATION_TARGET = re.compile(r"(fc_norm|classifier)\.|avfmae\.(video|audio)_layer_weights")
+CLASSIFICATION_TARGET = re.compile(r"(fc_norm|classifier)\.|(avfmae\.)?(video|audio)_layer_weights")
 
 
 # --------------------------------------------------------------------------------------------------------------------
