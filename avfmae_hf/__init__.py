@@ -16,6 +16,7 @@ from .modeling_avfmae import (
     AVFMAEVideoClassifierOutput,
 )
 
+
 AutoConfig.register(AVFMAEConfig.model_type, AVFMAEConfig, exist_ok=True)
 AutoConfig.register(AVFMAEVideoConfig.model_type, AVFMAEVideoConfig, exist_ok=True)
 AutoConfig.register(AVFMAEAudioConfig.model_type, AVFMAEAudioConfig, exist_ok=True)

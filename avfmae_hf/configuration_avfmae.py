@@ -10,6 +10,7 @@ from huggingface_hub.dataclasses import strict
 from transformers import PreTrainedConfig
 from transformers.utils import logging
 
+
 logger = logging.get_logger(__name__)
 
 VIDEO_MASKING_STRATEGIES = ("tube",)

@@ -14,6 +14,7 @@ from transformers.utils import logging
 
 from .configuration_avfmae import PRESETS, visible_tokens_per_region
 
+
 logger = logging.get_logger(__name__)
 
 # --------------------------------------------------------------------------------------------------------------------

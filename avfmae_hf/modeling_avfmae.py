@@ -28,6 +28,7 @@ from transformers.utils.output_capturing import capture_outputs
 from .configuration_avfmae import AVFMAEAudioConfig, AVFMAEConfig, AVFMAEVideoConfig, visible_tokens_per_region
 from .masking_avfmae import AVFMAEDualMaskingGenerator
 
+
 logger = logging.get_logger(__name__)
 
 TowerConfig = AVFMAEVideoConfig | AVFMAEAudioConfig

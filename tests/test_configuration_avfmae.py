@@ -9,6 +9,7 @@ from transformers import AutoConfig
 
 from avfmae_hf import AVFMAEConfig, AVFMAEForPreTraining, AVFMAEForVideoClassification
 
+
 OFFICIAL = Path(__file__).parent / "fixtures" / "official"
 
 # architecture.md §2.4: total parameters of the official pretraining / 11-class fine-tuning models

@@ -4,6 +4,7 @@ import torch
 
 from avfmae_hf import AVFMAEConfig
 
+
 TOWER = {
     "hidden_size": 32,
     "num_hidden_layers": 2,
