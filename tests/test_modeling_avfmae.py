@@ -375,3 +375,12 @@ def test_base_model_forward_shapes():
     with torch.no_grad():
         outputs = model(torch.randn(1, 16, 3, 160, 160), torch.randn(1, 1, 256, 128))
     assert outputs.logits.shape == (1, 11)
+
+
+@pytest.mark.slow
+def test_torch_compile_matches_eager_execution(tester):
+    model = AVFMAEForVideoClassification(tester.config).eval()
+    with torch.no_grad():
+        reference = model(**tester.inputs).logits
+        compiled = torch.compile(model)(**tester.inputs).logits
+    torch.testing.assert_close(compiled, reference, atol=1e-5, rtol=1e-5)
