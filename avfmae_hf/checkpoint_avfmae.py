@@ -627,7 +627,21 @@ def convert_checkpoint(
         )
         for metric, value in eval_results
     ]
-    card = build_model_card(model, repo_id=push_to_hub, base_model=base_model, eval_results=results, source=source)
+    notes = []
+    if report.initialized:
+        notes.append(
+            f"Its classification head ({_abbreviate_keys(report.initialized)}) is newly initialised, not trained: "
+            "fine-tune the model before using its predictions."
+        )
+    card = build_model_card(
+        model,
+        repo_id=push_to_hub,
+        base_model=base_model,
+        eval_results=results,
+        source=source,
+        model_name=push_to_hub or (Path(output_dir).name if output_dir is not None else None),
+        notes=notes,
+    )
     result = ConversionResult(
         config=config,
         task=task,
@@ -652,6 +666,10 @@ def convert_checkpoint(
         if push_to_hub is not None:
             result.commit_url = _push(result.output_dir, push_to_hub, config, task, private)
     return result
+
+
+def _abbreviate_keys(keys: list[str]) -> str:
+    return ", ".join(f"`{key}`" for key in keys[:6]) + (f" and {len(keys) - 6} more" if len(keys) > 6 else "")
 
 
 def _push(folder: Path, repo_id: str, config: AVFMAEConfig, task: str, private: bool | None) -> str:

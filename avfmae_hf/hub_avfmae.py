@@ -7,6 +7,7 @@ import contextlib
 import os
 import secrets
 import shutil
+import sys
 import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from huggingface_hub import CommitOperationAdd, EvalResult, HfApi, ModelCard, ModelCardData
+from transformers.dynamic_module_utils import get_relative_import_files
 from transformers.utils import logging
 
 from .configuration_avfmae import PRESETS, AVFMAEConfig
@@ -65,6 +67,15 @@ def remote_code_auto_map() -> dict[str, str]:
     transformers only records the Auto class of the object being saved (plus `AutoConfig`); a classifier saved that
     way could not be opened with `AutoModel`, so the export sets every entry itself."""
     return {auto: f"{cls.__module__.rsplit('.', 1)[-1]}.{cls.__name__}" for auto, cls in AUTO_CLASSES.items()}
+
+
+def remote_code_files() -> list[str]:
+    """Names of the Python files an export carries: the modules of the Auto classes and their relative imports."""
+    files = set()
+    for cls in AUTO_CLASSES.values():
+        module_file = sys.modules[cls.__module__].__file__
+        files |= {Path(path).name for path in [module_file, *get_relative_import_files(module_file)]}
+    return sorted(files)
 
 
 def _auto_class_of(model: AVFMAEPreTrainedModel) -> str:
@@ -159,6 +170,8 @@ def build_model_card(
     datasets: Iterable[str] | None = None,
     eval_results: Iterable[EvalResult] | None = None,
     source: str | None = None,
+    model_name: str | None = None,
+    notes: Iterable[str] = (),
 ) -> ModelCard:
     """A model card for an exported AVF-MAE++ model: metadata (see [`model_card_data`]), what the checkpoint is, its
     inputs and labels, both ways of loading it (package installed, or `trust_remote_code=True` with a pinned
@@ -171,13 +184,15 @@ def build_model_card(
         datasets: Hub dataset ids the model was trained on, when known.
         eval_results: `huggingface_hub.EvalResult`s, when known (they become the card's `model-index`).
         source: where the weights come from (e.g. "the official checkpoint `AVF-MAE++_huge.pth`").
+        model_name: the name results are listed under (default: the repository name).
+        notes: sentences added to the description (e.g. that a classification head is untrained).
     """
     config = model.config
     eval_results = list(eval_results or [])
     name = repo_id or "path/to/this/folder"
     data = model_card_data(
         model,
-        model_name=(repo_id or "avfmae").split("/")[-1],
+        model_name=model_name or (repo_id or "avfmae").split("/")[-1],
         base_model=base_model,
         datasets=datasets,
         eval_results=eval_results,
@@ -215,9 +230,7 @@ def build_model_card(
     if base_model:
         rows.append(("fine-tuned from", f"[{base_model}](https://huggingface.co/{base_model})"))
     table = "\n".join(["| | |", "| --- | --- |", *(f"| {key} | {value} |" for key, value in rows)])
-    code_files = ", ".join(
-        f"`{module}.py`" for module in sorted({target.split(".")[0] for target in remote_code_auto_map().values()})
-    )
+    code_files = ", ".join(f"`{name}`" for name in remote_code_files())
     results = ""
     if eval_results:
         lines = [
@@ -233,7 +246,7 @@ def build_model_card(
 [AVF-MAE++]({_PAPER_URL}) (Wu et al., CVPR 2025) is an audio-visual masked autoencoder for affective analysis of face
 videos: a local-global video encoder and an audio encoder, pretrained with dual masking, whose features are fused by
 the iterative audio-visual correlation learning module (IAV-CLM). This repository holds {what}, in the format of the
-`avfmae-hf` package for 🤗 Transformers.
+`avfmae-hf` package for 🤗 Transformers.{"".join(f" {note}" for note in notes)}
 
 {table}
 
@@ -461,6 +474,7 @@ __all__ = [
     "model_card_data",
     "push_to_hub",
     "remote_code_auto_map",
+    "remote_code_files",
     "size_name",
     "staged_directory",
     "upload_folder_to_hub",

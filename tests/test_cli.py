@@ -151,6 +151,8 @@ def test_pretraining_checkpoint_becomes_a_classifier_with_the_official_label_ord
     assert "6 parameters newly initialised" in out and "classifier.weight" in out
     model = AutoModelForVideoClassification.from_pretrained(tmp_path / "out")
     assert ",".join(model.config.id2label[i] for i in range(11)) == MAFW
+    card = ModelCard.load(tmp_path / "out" / "README.md")
+    assert "newly initialised, not trained: fine-tune the model before using its predictions" in card.text
     assert torch.equal(
         model.avfmae.video_encoder.region_tokens, fixture_state_dict("tiny_pretrain")["encoder.lg_region_tokens"]
     )

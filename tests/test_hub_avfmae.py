@@ -30,6 +30,7 @@ from avfmae_hf.hub_avfmae import (
     export_checkpoint,
     push_to_hub,
     remote_code_auto_map,
+    remote_code_files,
     staged_directory,
 )
 
@@ -62,6 +63,7 @@ def test_export_writes_weights_config_with_full_auto_map_code_and_card(classifie
     assert files == {"config.json", "model.safetensors", "README.md", *CODE_FILES}
     assert json.loads((classifier_folder / "config.json").read_text())["auto_map"] == FULL_AUTO_MAP
     assert remote_code_auto_map() == FULL_AUTO_MAP
+    assert remote_code_files() == sorted(CODE_FILES)
     # the export's remote-code settings do not leak into later ordinary saves
     assert AVFMAEForVideoClassification._auto_class is None and AVFMAEConfig._auto_class is None
     assert getattr(classifier.config, "auto_map", None) is None
@@ -293,6 +295,7 @@ def test_model_cards_carry_metadata_loading_paths_and_citation(classifier, tmp_p
     text = card.text
     assert CITATION in text and "CVPR" in text
     assert "import avfmae_hf" in text and 'trust_remote_code=True, revision="<commit sha>"' in text
+    assert all(f"`{name}`" in text for name in CODE_FILES)  # every file trust_remote_code runs is named
     assert "0 anger, 1 joy, 2 calm" in text
     assert "## Intended use" in text and "## Limitations and risks" in text
 
