@@ -3,7 +3,6 @@ import json
 import os
 import subprocess
 import sys
-import sysconfig
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -125,7 +124,7 @@ import importlib.abc
 import json
 import sys
 
-site_packages, folder, inputs_path, outputs_path, result_path = json.loads(sys.argv[1])
+import_path, folder, inputs_path, outputs_path, result_path = json.loads(sys.argv[1])
 
 
 class BlockPackage(importlib.abc.MetaPathFinder):
@@ -136,7 +135,7 @@ class BlockPackage(importlib.abc.MetaPathFinder):
 
 
 sys.meta_path.insert(0, BlockPackage())
-sys.path.extend(site_packages)
+sys.path.extend(import_path)
 try:
     import avfmae_hf  # noqa: F401
 except ModuleNotFoundError:
@@ -186,7 +185,9 @@ def test_remote_code_path_loads_in_a_process_without_the_package(classifier, cla
     inputs = tiny_inputs(classifier.config)
     save_file(inputs, tmp_path / "inputs.safetensors")
     (tmp_path / "remote_loader.py").write_text(REMOTE_LOADER)
-    site_packages = sorted({sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]})
+    # this process's import path without the folders holding the package (the checkout); -S keeps site-packages'
+    # .pth files, among them the development install's import hook, from running
+    site_packages = [path for path in sys.path if path and not (Path(path) / "avfmae_hf").exists()]
     arguments = [site_packages, str(classifier_folder), str(tmp_path / "inputs.safetensors")]
     arguments += [str(tmp_path / "outputs.safetensors"), str(tmp_path / "result.json")]
     env = {
