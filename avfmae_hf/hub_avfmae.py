@@ -89,7 +89,7 @@ def _auto_class_of(model: AVFMAEPreTrainedModel) -> str:
 def carrying_remote_code(model: AVFMAEPreTrainedModel) -> Iterator[None]:
     """Within the block, `model.save_pretrained` also writes the code files and the complete `auto_map`.
 
-    `register_for_auto_class` marks a class for the rest of the session; this scope restores the classes and the
+    `register_for_auto_class` marks a class for the rest of the process; this scope restores the classes and the
     config afterwards, so later ordinary saves stay code-free."""
     classes = {type(model.config): "AutoConfig", type(model): _auto_class_of(model)}
     previous = {cls: cls.__dict__.get("_auto_class", _UNSET) for cls in classes}
