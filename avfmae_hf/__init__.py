@@ -3,8 +3,10 @@
 
 from transformers import AutoConfig, AutoModel, AutoModelForPreTraining, AutoModelForVideoClassification
 
+from .checkpoint_avfmae import convert_checkpoint, load_original_checkpoint
 from .configuration_avfmae import AVFMAEAudioConfig, AVFMAEConfig, AVFMAEVideoConfig
 from .convert_avfmae import ConversionReport, convert_original_state_dict
+from .hub_avfmae import build_model_card, export_checkpoint, push_to_hub
 from .masking_avfmae import AVFMAEDualMaskingGenerator, AVFMAEMasks
 from .modeling_avfmae import (
     AVFMAEForPreTraining,
@@ -40,5 +42,10 @@ __all__ = [
     "AVFMAEVideoClassifierOutput",
     "AVFMAEVideoConfig",
     "ConversionReport",
+    "build_model_card",
+    "convert_checkpoint",
     "convert_original_state_dict",
+    "export_checkpoint",
+    "load_original_checkpoint",
+    "push_to_hub",
 ]

@@ -551,12 +551,259 @@ def _set_mask_ratios(original: dict, video: dict, audio: dict, patch_size: int, 
     audio["mask_ratio"] = _valid_mask_ratio(audio, audio_grid, tube=False)
 
 
+# --------------------------------------------------------------------------------------------------------------------
+# What the weights say about the model (architecture.md §2.5)
+# --------------------------------------------------------------------------------------------------------------------
+
+# Official argparse / constructor names that mean the same thing; a checkpoint's `args` replace every alias of a name
+# they set (see `merge_original_kwargs`).
+ORIGINAL_ALIASES = (
+    ("encoder_embed_dim", "embed_dim"),
+    ("encoder_embed_dim_audio", "embed_dim_audio"),
+    ("encoder_depth", "depth"),
+    ("encoder_depth_audio", "depth_audio"),
+    ("encoder_fusion_depth", "fusion_depth"),
+    ("num_classes", "nb_classes"),
+    ("model", "constructor"),
+)
+
+
+@dataclass(frozen=True)
+class OriginalArchitecture:
+    """The sizes an official AVF-MAE++ state dict reveals: widths, depths, patch geometry, decoder sizes and the
+    number of classes. Attention heads, input geometry and mask ratios are not in the weights."""
+
+    task: str
+    hidden_size: int
+    audio_hidden_size: int
+    num_hidden_layers: int
+    audio_num_hidden_layers: int
+    fusion_num_hidden_layers: int
+    intermediate_size: int
+    patch_size: int
+    tubelet_size: int
+    audio_patch_size: int
+    num_region_tokens: int
+    decoder_hidden_size: int | None = None
+    audio_decoder_hidden_size: int | None = None
+    decoder_num_hidden_layers: int | None = None
+    audio_decoder_num_hidden_layers: int | None = None
+    num_labels: int | None = None
+
+    @property
+    def size(self) -> str | None:
+        """`"base"`, `"large"` or `"huge"` when the video width and depth are those of a released size."""
+        name = REGISTERED_WIDTHS.get(self.hidden_size)
+        return name if name and PRESETS[name]["num_hidden_layers"] == self.num_hidden_layers else None
+
+    def describe(self) -> str:
+        return (
+            f"{self.task} model, hidden size {self.hidden_size}, {self.num_hidden_layers} video / "
+            f"{self.audio_num_hidden_layers} audio layers, {self.fusion_num_hidden_layers} fusion layers"
+            + (f", {self.num_labels} classes" if self.num_labels is not None else "")
+        )
+
+    def original_kwargs(self, size: str | None = None) -> dict[str, Any]:
+        """Official-style constructor arguments for these sizes; the attention heads (not in the weights) follow the
+        registered variant of `size` (default: the one with this width)."""
+        width = PRESETS[size]["hidden_size"] if size else self.hidden_size
+        if width not in REGISTERED_WIDTHS:
+            raise ValueError(
+                f"Hidden size {self.hidden_size} is not one of the released sizes "
+                f"({', '.join(f'{w} = {n}' for w, n in REGISTERED_WIDTHS.items())}), and the number of attention "
+                "heads cannot be read from the weights: describe the model with the official constructor arguments "
+                "(e.g. --original-config config.json)."
+            )
+        name = "pretrain_hicmae" if self.task == "pretraining" else "avit"
+        kwargs = {
+            "model": f"{name}_dim{width}_patch{self.patch_size}_160_a256",
+            "encoder_embed_dim": self.hidden_size,
+            "encoder_embed_dim_audio": self.audio_hidden_size,
+            "encoder_depth": self.num_hidden_layers,
+            "encoder_depth_audio": self.audio_num_hidden_layers,
+            "encoder_fusion_depth": self.fusion_num_hidden_layers,
+            "mlp_ratio": self.intermediate_size / self.hidden_size,
+            "patch_size": self.patch_size,
+            "tubelet_size": self.tubelet_size,
+            "patch_size_audio": self.audio_patch_size,
+        }
+        if self.task == "pretraining":
+            kwargs.update(
+                decoder_embed_dim=self.decoder_hidden_size,
+                decoder_embed_dim_audio=self.audio_decoder_hidden_size,
+                decoder_depth=self.decoder_num_hidden_layers,
+                decoder_depth_audio=self.audio_decoder_num_hidden_layers,
+            )
+        else:
+            kwargs["num_classes"] = self.num_labels
+        return kwargs
+
+
+def _num_layers(state_dict: Mapping[str, torch.Tensor], prefix: str) -> int:
+    pattern = re.compile(rf"{re.escape(prefix)}\.blocks\.(\d+)\.")
+    indices = [int(match.group(1)) for key in state_dict if (match := pattern.match(key))]
+    return 1 + max(indices) if indices else 0
+
+
+def describe_original_state_dict(state_dict: Mapping[str, torch.Tensor]) -> OriginalArchitecture:
+    """Reads the task and sizes of an official AVF-MAE++ model from its state dict (architecture.md §2.5) and
+    rejects state dicts of other architectures with a `ValueError` that says what is missing."""
+    state_dict = unwrap_original_state_dict(state_dict)
+    if any(key.startswith(("avfmae.", "video_decoder.", "audio_decoder.")) for key in state_dict):
+        raise ValueError(
+            "This state dict already uses this package's parameter names; load its folder with from_pretrained "
+            "instead of converting it."
+        )
+    task = detect_original_task(state_dict)
+    video_patch = state_dict["encoder.patch_embed.proj.weight"]
+    required = {
+        "encoder_audio.patch_embed.proj.weight": "an audio encoder",
+        "encoder.lg_region_tokens": "local-global region tokens",
+        "encoder.blocks.0.first_attn.q.weight": "local-global encoder blocks",
+        "encoder_fusion.cross_attn.q.weight": "the IAV-CLM fusion module",
+    }
+    missing = [f"{what} ('{key}')" for key, what in required.items() if key not in state_dict]
+    if missing or video_patch.ndim != 5:
+        raise ValueError(
+            "This is not an official AVF-MAE++ audio-visual state dict: it has no "
+            + (", no ".join(missing) if missing else "3-D (tubelet) video patch embedding")
+            + f". A video-only ViT / VideoMAE-style checkpoint cannot be converted (first keys: {sorted(state_dict)[:5]})."
+        )
+    audio_patch = state_dict["encoder_audio.patch_embed.proj.weight"]
+    decoders = {}
+    if task == "pretraining":
+        decoders = {
+            "decoder_hidden_size": state_dict["decoder.norm.weight"].shape[0],
+            "audio_decoder_hidden_size": state_dict["decoder_audio.norm.weight"].shape[0],
+            "decoder_num_hidden_layers": _num_layers(state_dict, "decoder"),
+            "audio_decoder_num_hidden_layers": _num_layers(state_dict, "decoder_audio"),
+        }
+    return OriginalArchitecture(
+        task=task,
+        hidden_size=video_patch.shape[0],
+        audio_hidden_size=audio_patch.shape[0],
+        num_hidden_layers=_num_layers(state_dict, "encoder"),
+        audio_num_hidden_layers=_num_layers(state_dict, "encoder_audio"),
+        fusion_num_hidden_layers=_num_layers(state_dict, "encoder_fusion"),
+        intermediate_size=state_dict["encoder.blocks.0.mlp.fc1.weight"].shape[0],
+        patch_size=video_patch.shape[-1],
+        tubelet_size=video_patch.shape[2],
+        audio_patch_size=audio_patch.shape[-1],
+        num_region_tokens=state_dict["encoder.lg_region_tokens"].shape[0],
+        num_labels=state_dict["head.weight"].shape[0] if "head.weight" in state_dict else None,
+        **decoders,
+    )
+
+
+def merge_original_kwargs(base: Mapping[str, Any], overrides: Mapping[str, Any] | Namespace) -> dict[str, Any]:
+    """`base` official arguments updated with the non-`None` entries of `overrides` (e.g. a checkpoint's `args`);
+    a name set by `overrides` also replaces its aliases in `base` (`depth` replaces `encoder_depth`)."""
+    if isinstance(overrides, Namespace):
+        overrides = vars(overrides)
+    merged = dict(base)
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        for aliases in ORIGINAL_ALIASES:
+            if key in aliases:
+                for alias in aliases:
+                    merged.pop(alias, None)
+        merged[key] = value
+    return merged
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Label orders of the official fine-tuning datasets (architecture.md §10.4)
+# --------------------------------------------------------------------------------------------------------------------
+
+# Class counts the official fine-tuning code accepts per `--data_set` (the first is its default).
+OFFICIAL_DATASET_NUM_LABELS = {
+    "MAFW": (11, 43),
+    "DFEW": (7,),
+    "CREMA-D": (6, 4),
+    "RAVDESS": (8,),
+    "MSP-IMPROV": (4,),
+    "IEMOCAP": (4,),
+    "MER2023": (6,),
+    "MER24-LABELED": (6,),
+    "AVCAFFE": (5,),
+}
+# Label names in index order, where the official release states them; the other datasets are read as integer
+# labels from list files, so their names are not known.
+OFFICIAL_LABEL_ORDERS = {
+    ("MAFW", 11): (
+        "anger",
+        "disgust",
+        "fear",
+        "happiness",
+        "neutral",
+        "sadness",
+        "surprise",
+        "contempt",
+        "anxiety",
+        "helplessness",
+        "disappointment",
+    ),
+    ("CREMA-D", 6): ("ANG", "DIS", "FEA", "HAP", "NEU", "SAD"),
+    ("CREMA-D", 4): ("ANG", "HAP", "NEU", "SAD"),
+    ("MER24-LABELED", 6): ("worried", "happy", "neutral", "angry", "surprise", "sad"),
+    ("MSP-IMPROV", 4): ("A", "H", "N", "S"),
+}
+_DATASET_ALIASES = {"MER24": "MER24-LABELED"}
+
+
+def official_dataset_name(name: str) -> str:
+    """The official `--data_set` spelling of a dataset name (case, dashes and underscores are ignored)."""
+
+    def simplify(text: str) -> str:
+        return re.sub(r"[^A-Z0-9]", "", text.upper())
+
+    known = {simplify(dataset): dataset for dataset in OFFICIAL_DATASET_NUM_LABELS}
+    known.update({simplify(alias): dataset for alias, dataset in _DATASET_ALIASES.items()})
+    if simplify(name) not in known:
+        raise ValueError(
+            f"Unknown dataset {name!r}; the official fine-tuning code supports {', '.join(OFFICIAL_DATASET_NUM_LABELS)}."
+        )
+    return known[simplify(name)]
+
+
+def dataset_id2label(name: str, num_labels: int | None = None) -> dict[int, str]:
+    """The official label order of a fine-tuning dataset, as `id2label`.
+
+    `num_labels` picks a variant (CREMA-D 6 or 4 classes, MAFW 11 or 43) and defaults to the dataset's usual count.
+    Raises a `ValueError` for a class count the official code does not use, and for datasets whose label names the
+    release does not state (it reads integer labels from list files): pass `id2label` for those rather than guess.
+    """
+    dataset = official_dataset_name(name)
+    counts = OFFICIAL_DATASET_NUM_LABELS[dataset]
+    num_labels = counts[0] if num_labels is None else num_labels
+    if num_labels not in counts:
+        raise ValueError(
+            f"The official code trains {dataset} with {' or '.join(map(str, counts))} classes, not {num_labels}."
+        )
+    order = OFFICIAL_LABEL_ORDERS.get((dataset, num_labels))
+    if order is None:
+        raise ValueError(
+            f"The official release reads {dataset} ({num_labels} classes) as integer labels from its list files and "
+            f"does not state their names: pass id2label (e.g. --id2label name0,name1,...) with the {num_labels} "
+            "names in the order of your list files."
+        )
+    return dict(enumerate(order))
+
+
 __all__ = [
     "ConversionReport",
+    "OFFICIAL_DATASET_NUM_LABELS",
+    "OFFICIAL_LABEL_ORDERS",
     "ORIGINAL_TO_HF_KEY_MAPPING",
+    "OriginalArchitecture",
     "config_kwargs_from_original",
     "convert_original_state_dict",
+    "dataset_id2label",
+    "describe_original_state_dict",
     "detect_original_task",
     "map_original_key",
+    "merge_original_kwargs",
+    "official_dataset_name",
     "unwrap_original_state_dict",
 ]

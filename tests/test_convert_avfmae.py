@@ -1,5 +1,6 @@
 import json
 import math
+from argparse import Namespace
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,14 @@ from avfmae_hf import (
     AVFMAEModel,
     convert_original_state_dict,
 )
-from avfmae_hf.convert_avfmae import ORIGINAL_TO_HF_KEY_MAPPING, map_original_key
+from avfmae_hf.convert_avfmae import (
+    ORIGINAL_TO_HF_KEY_MAPPING,
+    dataset_id2label,
+    describe_original_state_dict,
+    map_original_key,
+    merge_original_kwargs,
+    official_dataset_name,
+)
 
 
 OFFICIAL = Path(__file__).parent / "fixtures" / "official"
@@ -162,3 +170,85 @@ def test_classification_checkpoint_cannot_become_pretraining_but_can_become_a_ba
     assert sorted(report.dropped) == ["fc_norm.bias", "fc_norm.weight", "head.bias", "head.weight"]
     backbone = AVFMAEModel(config)
     backbone.load_state_dict(backbone_weights, strict=True)
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_sizes_are_read_from_the_weights_of_the_real_variants(name):
+    description = json.loads((OFFICIAL / name).read_text())
+    architecture = describe_original_state_dict(official_meta_state_dict(description))
+    size = name.removesuffix(".json").split("_")[-1]
+    preset = AVFMAEConfig.from_preset(size)
+    assert architecture.size == size
+    assert architecture.task == ("pretraining" if "pretrain" in name else "classification")
+    assert (architecture.hidden_size, architecture.num_hidden_layers, architecture.audio_num_hidden_layers) == (
+        preset.video_config.hidden_size,
+        preset.video_config.num_hidden_layers,
+        preset.audio_config.num_hidden_layers,
+    )
+    assert (architecture.patch_size, architecture.tubelet_size, architecture.audio_patch_size) == (16, 2, 16)
+    assert architecture.fusion_num_hidden_layers == 2 and architecture.num_region_tokens == 8
+    if architecture.task == "pretraining":
+        assert architecture.decoder_hidden_size == preset.video_config.decoder_hidden_size
+        assert architecture.decoder_num_hidden_layers == architecture.audio_decoder_num_hidden_layers == 4
+        assert architecture.num_labels is None
+    else:
+        assert architecture.num_labels == 11 and architecture.decoder_hidden_size is None
+
+
+def test_tiny_fixture_sizes_match_no_released_variant():
+    architecture = describe_original_state_dict(load_file(OFFICIAL / "tiny_pretrain" / "state_dict.safetensors"))
+    assert architecture.size is None
+    assert (architecture.hidden_size, architecture.num_hidden_layers, architecture.intermediate_size) == (64, 2, 256)
+    assert (architecture.decoder_hidden_size, architecture.decoder_num_hidden_layers) == (32, 3)
+
+
+@pytest.mark.parametrize(
+    "state_dict, message",
+    [
+        (
+            {"patch_embed.proj.weight": torch.zeros(8, 3, 16, 16), "blocks.0.attn.qkv.weight": torch.zeros(24, 8)},
+            "no 'encoder.patch_embed.proj.weight'",
+        ),
+        (
+            {
+                "encoder.patch_embed.proj.weight": torch.zeros(8, 3, 2, 16, 16),
+                "encoder.blocks.0.attn.qkv.weight": torch.zeros(24, 8),
+                "decoder.blocks.0.attn.qkv.weight": torch.zeros(12, 4),
+            },
+            "no an audio encoder.*video-only ViT / VideoMAE",
+        ),
+        ({"avfmae.video_embeddings.projection.weight": torch.zeros(1)}, "already uses this package's parameter names"),
+    ],
+    ids=["vit", "videomae", "already-converted"],
+)
+def test_other_architectures_are_named_as_such(state_dict, message):
+    with pytest.raises(ValueError, match=message):
+        describe_original_state_dict(state_dict)
+
+
+def test_training_arguments_replace_every_alias_they_set():
+    detected = {"encoder_depth": 15, "num_classes": 11, "model": "avit_dim768_patch16_160_a256", "patch_size": 16}
+    merged = merge_original_kwargs(detected, Namespace(depth=12, nb_classes=7, model=None, lr=1e-3))
+    assert merged == {
+        "depth": 12,
+        "nb_classes": 7,
+        "model": "avit_dim768_patch16_160_a256",
+        "patch_size": 16,
+        "lr": 1e-3,
+    }
+
+
+def test_official_label_orders():
+    assert dataset_id2label("MAFW")[10] == "disappointment" and len(dataset_id2label("mafw")) == 11
+    assert dataset_id2label("crema-d") == dict(enumerate(["ANG", "DIS", "FEA", "HAP", "NEU", "SAD"]))
+    assert dataset_id2label("CREMA_D", 4) == dict(enumerate(["ANG", "HAP", "NEU", "SAD"]))
+    assert dataset_id2label("mer24") == dict(enumerate(["worried", "happy", "neutral", "angry", "surprise", "sad"]))
+    assert dataset_id2label("MSP-IMPROV") == dict(enumerate("AHNS"))
+    assert official_dataset_name("mer24_labeled") == "MER24-LABELED"
+    for dataset, count in [("DFEW", 7), ("RAVDESS", 8), ("IEMOCAP", 4), ("MER2023", 6), ("AVCAFFE", 5), ("MAFW", 43)]:
+        with pytest.raises(ValueError, match=rf"{dataset} \({count} classes\) as integer labels.*pass id2label"):
+            dataset_id2label(dataset, count)
+    with pytest.raises(ValueError, match="trains CREMA-D with 6 or 4 classes, not 5"):
+        dataset_id2label("CREMA-D", 5)
+    with pytest.raises(ValueError, match="Unknown dataset 'Kinetics-400'"):
+        dataset_id2label("Kinetics-400")
