@@ -9,6 +9,7 @@ import torch
 from safetensors.torch import load_file
 
 from avfmae_hf import AVFMAEConfig, AVFMAEForPreTraining, AVFMAEForVideoClassification, convert_original_state_dict
+from avfmae_hf.checkpoint_avfmae import reference_outputs
 
 
 OFFICIAL = Path(__file__).parent / "fixtures" / "official"
@@ -71,38 +72,11 @@ def test_pretraining_reproduces_every_official_tensor(attn_implementation):
             recorder.watch(f"block_out.{prefix}.blocks.{index}", layer)
     for index, layer in enumerate(model.avfmae.fusion.layers):
         recorder.watch(f"fusion.stage.{index}", layer)
-    with torch.no_grad():
-        outputs = model(
-            inputs["video"].permute(0, 2, 1, 3, 4),  # official (B, C, T, H, W) -> ours (B, T, C, H, W)
-            inputs["audio"],
-            video_bool_masked_pos=inputs["mask"],
-            audio_bool_masked_pos=inputs["mask_audio"],
-            video_decoder_bool_masked_pos=inputs["decode_mask"],
-            audio_decoder_bool_masked_pos=inputs["decode_mask_audio"],
-        )
+    actual = reference_outputs(model, inputs)  # the forward's outputs under the official names
     recorder.close()
 
-    layers = model.config.video_config.intermediate_layer_indices
-    actual = {
-        "recon_video": outputs.video_logits,
-        "recon_audio": outputs.audio_logits,
-        "target_video": outputs.video_targets,
-        "target_audio": outputs.audio_targets,
-        "loss_video": outputs.video_loss,
-        "loss_audio": outputs.audio_loss,
-        "loss_hcmcl": outputs.contrastive_loss,
-        "loss_total": outputs.loss,
-        "encoder.out": outputs.video_hidden_states[-1],
-        "encoder_audio.out": outputs.audio_hidden_states[-1],
-        "fusion.in.overall_feat": recorder.inputs["fusion"][2],
-        "fusion.out.video": recorder.outputs["fusion"][0],
-        "fusion.out.audio": recorder.outputs["fusion"][1],
-    }
-    for position, layer in enumerate(layers):
-        actual[f"encoder.inter.{position}"] = outputs.video_hidden_states[layer]
-        actual[f"encoder_audio.inter.{position}"] = outputs.audio_hidden_states[layer]
-        actual[f"logits_per_video.{position}"] = outputs.contrastive_logits[position]
-        actual[f"logits_per_audio.{position}"] = outputs.contrastive_logits[position].T
+    # internals recorded by the hooks (every backbone call in reference_outputs sees the same inputs)
+    actual["fusion.in.overall_feat"] = recorder.inputs["fusion"][2]
     for name, output in recorder.outputs.items():
         if name.startswith("block_out.encoder"):
             actual[name] = output.flatten(0, 1)  # official (B * R, 1 + K, C)
@@ -118,22 +92,10 @@ def test_classification_reproduces_every_official_tensor(attn_implementation):
     model, inputs, expected = build("tiny_finetune", AVFMAEForVideoClassification, attn_implementation)
     recorder = Recorder()
     watch_encoders(recorder, model.avfmae)
-    with torch.no_grad():
-        outputs = model(inputs["video"].permute(0, 2, 1, 3, 4), inputs["audio"], output_hidden_states=True)
+    actual = reference_outputs(model, inputs)
     recorder.close()
-    fusion_in, fusion_out = recorder.inputs["fusion"], recorder.outputs["fusion"]
-    actual = {
-        "logits": outputs.logits,
-        "feature": outputs.pooler_output,
-        "encoder.out": torch.stack(outputs.video_hidden_states, dim=2),  # official (B, R, L, C)
-        "encoder_audio.out": torch.stack(outputs.audio_hidden_states, dim=2),
-        "fusion.in.video": fusion_in[0],
-        "fusion.in.audio": fusion_in[1],
-        "fusion.in.overall_feat": fusion_in[2],
-        "fusion.out.video": fusion_out[0],
-        "fusion.out.audio": fusion_out[1],
-        "fusion.out.overall": fusion_out[2],
-    }
+    fusion_in = recorder.inputs["fusion"]
+    actual["fusion.in.video"], actual["fusion.in.audio"], actual["fusion.in.overall_feat"] = fusion_in
     for name, output in recorder.outputs.items():
         if name.startswith("block_out"):
             actual[name] = output.flatten(0, 1)
