@@ -86,7 +86,20 @@ class _AVFMAEConfigChecks:
 
 
 class _AVFMAETowerConfig(_AVFMAEConfigChecks, PreTrainedConfig):
-    """Fields and checks shared by the video and the audio tower."""
+    """Fields and checks shared by the video and the audio tower (documented in [`AVFMAEVideoConfig`])."""
+
+    hidden_size: int = 512
+    num_hidden_layers: int = 10
+    num_attention_heads: int = 8
+    intermediate_size: int = 2048
+    hidden_act: str = "gelu"
+    layer_norm_eps: float = 1e-6
+    decoder_mask_ratio: float = 0.5
+    decoder_hidden_size: int = 384
+    decoder_num_hidden_layers: int = 4
+    decoder_num_attention_heads: int = 6
+    decoder_intermediate_size: int = 1536
+    intermediate_layer_indices: list[int] | tuple[int, ...] = (3, 6, 9)
 
     def token_grid(self) -> tuple[int, int, int]:
         raise NotImplementedError
@@ -196,12 +209,6 @@ class AVFMAEVideoConfig(_AVFMAETowerConfig):
     model_type = "avfmae_video"
     base_config_key = "video_config"
 
-    hidden_size: int = 512
-    num_hidden_layers: int = 10
-    num_attention_heads: int = 8
-    intermediate_size: int = 2048
-    hidden_act: str = "gelu"
-    layer_norm_eps: float = 1e-6
     image_size: int = 160
     patch_size: int = 16
     num_frames: int = 16
@@ -210,13 +217,7 @@ class AVFMAEVideoConfig(_AVFMAETowerConfig):
     region_size: list[int] | tuple[int, int, int] = (2, 5, 10)
     mask_ratio: float = 0.9
     masking_strategy: str = "tube"
-    decoder_mask_ratio: float = 0.5
     decoder_masking_strategy: str = "running_cell"
-    decoder_hidden_size: int = 384
-    decoder_num_hidden_layers: int = 4
-    decoder_num_attention_heads: int = 6
-    decoder_intermediate_size: int = 1536
-    intermediate_layer_indices: list[int] | tuple[int, ...] = (3, 6, 9)
 
     def token_grid(self) -> tuple[int, int, int]:
         """Token grid `(time, height, width)` of one clip."""
@@ -272,12 +273,6 @@ class AVFMAEAudioConfig(_AVFMAETowerConfig):
     model_type = "avfmae_audio"
     base_config_key = "audio_config"
 
-    hidden_size: int = 512
-    num_hidden_layers: int = 10
-    num_attention_heads: int = 8
-    intermediate_size: int = 2048
-    hidden_act: str = "gelu"
-    layer_norm_eps: float = 1e-6
     max_length: int = 256
     num_mel_bins: int = 128
     patch_size: int = 16
@@ -285,13 +280,7 @@ class AVFMAEAudioConfig(_AVFMAETowerConfig):
     region_size: list[int] | tuple[int, int] = (4, 4)
     mask_ratio: float = 0.8125
     masking_strategy: str = "random"
-    decoder_mask_ratio: float = 0.5
     decoder_masking_strategy: str = "random"
-    decoder_hidden_size: int = 384
-    decoder_num_hidden_layers: int = 4
-    decoder_num_attention_heads: int = 6
-    decoder_intermediate_size: int = 1536
-    intermediate_layer_indices: list[int] | tuple[int, ...] = (3, 6, 9)
 
     def token_grid(self) -> tuple[int, int, int]:
         """Token grid as `(1, time, mel)`: a spectrogram is a one-frame video, which lets both towers share code."""
