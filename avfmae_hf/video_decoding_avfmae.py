@@ -417,24 +417,40 @@ class ContainerVideoSource(VideoSource):
         return self._read_frames_pyav(indices)
 
     def _read_frames_pyav(self, indices: np.ndarray) -> list[np.ndarray]:
+        """Decode the kept packets up to the last wanted frame. Frames are identified by their timestamps, which lets
+        the decoder skip frames that nothing asked for and no other frame refers to (FFmpeg's `skip_frame="NONREF"`;
+        the frames that are decoded are unchanged). Without distinct timestamps every frame is decoded and counted."""
         av = import_av()
         codec = self._container.streams.video[0].codec_context
         codec.thread_count = self.num_threads
         wanted = set(indices.tolist())
-        last_wanted = int(indices.max()) if indices.size else -1
+        pts = [packet.pts for packet in self._video_packets]
+        index_of_pts = {value: position for position, value in enumerate(sorted(pts))}
+        by_timestamp = len(index_of_pts) == len(pts)
+        # One reformatter for all frames keeps its colour-conversion context: a new one per frame (what
+        # `frame.to_ndarray(format=...)` does) costs more than the conversion itself.
+        reformatter = av.video.reformatter.VideoReformatter()
         frames = {}
-        position = 0
+        position = -1
         try:
             for packet in [*self._video_packets, None]:
+                if by_timestamp:
+                    needed = packet is None or index_of_pts[packet.pts] in wanted
+                    codec.skip_frame = "DEFAULT" if needed else "NONREF"
                 for frame in codec.decode(packet):
+                    position = index_of_pts.get(frame.pts, -1) if by_timestamp else position + 1
+                    if position < 0:
+                        raise self.error(
+                            DecodedDataMismatchError,
+                            f"the decoder returned a frame with timestamp {frame.pts}, which no packet has.",
+                        )
                     if position in wanted:
-                        frames[position] = frame.to_ndarray(format="rgb24")
-                    position += 1
-                if position > last_wanted:
+                        frames[position] = reformatter.reformat(frame, format="rgb24").to_ndarray()
+                if len(frames) == len(wanted):
                     break
         except (av.FFmpegError, ValueError, OSError) as error:
             raise self.error(
-                CorruptVideoError, f"frame {position} cannot be decoded; the file is damaged or truncated."
+                CorruptVideoError, f"the frames after frame {position} cannot be decoded; the file is damaged."
             ) from error
         if len(frames) != len(wanted):
             missing = sorted(wanted - frames.keys())

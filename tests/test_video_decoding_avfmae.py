@@ -300,3 +300,13 @@ def test_audio_much_shorter_than_declared_is_caught(monkeypatch, processor_index
                 DecodedDataMismatchError, match="item 4.*declares 4.0.* s but the decoder returned 2.0"
             ):
                 source.read_audio()
+
+
+def test_pyav_without_distinct_timestamps_decodes_every_frame(processor_index_clips):
+    """PyAV skips unneeded non-reference frames by timestamp; without distinct timestamps it counts frames."""
+    path = processor_index_clips["25fps"]
+    with open_video(path, backend="pyav") as source:
+        for packet in source._video_packets:
+            packet.pts = 0
+        indices = [3, 50, 99]
+        assert [synthetic.frame_index_of(frame) for frame in source.read_frames(indices)] == indices
