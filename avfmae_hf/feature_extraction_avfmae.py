@@ -177,6 +177,11 @@ class AVFMAEFeatureExtractor(SequenceFeatureExtractor):
         waveform = waveform - waveform.mean()
         if magnitude is not None:
             waveform = waveform * magnitude
+        # Each fbank frame depends only on its own samples, and frames past `max_length` are cut anyway: cut the
+        # waveform to the samples of the first `max_length` frames (after removing the mean of the whole slice).
+        window = int(self.sampling_rate * self.frame_length * 0.001)
+        shift = int(self.sampling_rate * self.frame_shift * 0.001)
+        waveform = waveform[: (self.max_length - 1) * shift + window]
         fbank = torchaudio.compliance.kaldi.fbank(
             waveform[None],
             htk_compat=True,

@@ -13,7 +13,14 @@ from transformers.utils import TensorType, logging
 from .errors_avfmae import describe_item
 from .feature_extraction_avfmae import AVFMAEFeatureExtractor, draw_magnitude
 from .video_decoding_avfmae import VideoSource
-from .video_processing_avfmae import AVFMAEVideoProcessor, ProcessedClip, audio_sample_range, split_videos
+from .video_processing_avfmae import (
+    AVFMAEVideoProcessor,
+    ProcessedClip,
+    audio_sample_range,
+    batch_feature,
+    new_output_tensor,
+    split_videos,
+)
 
 logger = logging.get_logger(__name__)
 
@@ -143,7 +150,7 @@ class AVFMAEProcessor(ProcessorMixin):
         jitter = self.feature_extractor.magnitude_jitter if magnitude_jitter is None else magnitude_jitter
 
         pixel_values = self.image_processor.allocate(len(videos))
-        audio_values = torch.empty(
+        audio_values = new_output_tensor(
             len(videos), 1, self.feature_extractor.max_length, self.feature_extractor.num_mel_bins
         )
         face_found = []
@@ -162,10 +169,10 @@ class AVFMAEProcessor(ProcessorMixin):
             audio_values[index] = self.feature_extractor.extract_features(waveform, gain)
             face_found.append(clip.face_found)
 
-        data = {"pixel_values": pixel_values.numpy(), "audio_values": audio_values.numpy()}
+        data = {"pixel_values": pixel_values, "audio_values": audio_values}
         if any(found is not None for found in face_found):
-            data["face_found"] = np.array([found is not False for found in face_found])
-        return BatchFeature(data, tensor_type=return_tensors)
+            data["face_found"] = torch.tensor([found is not False for found in face_found])
+        return batch_feature(data, return_tensors)
 
     def _clip_waveform(
         self,

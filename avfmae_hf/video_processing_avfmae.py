@@ -15,6 +15,7 @@ Frame sampling modes:
   `num_frames`), segment `k` of `num_test_segments` starts at `k * (n_indices - num_frames) / (num_test_segments - 1)`.
 """
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TypedDict
@@ -307,8 +308,9 @@ class AVFMAEVideoProcessor(BaseImageProcessor):
         return out.mul_((1.0 / (255.0 * std)).float()).add_((-mean / std).float())
 
     def allocate(self, batch_size: int) -> torch.Tensor:
-        """An empty `pixel_values` batch `(batch_size, num_frames, 3, height, width)`, float32."""
-        return torch.empty(batch_size, self.num_frames, 3, self.size["height"], self.size["width"])
+        """An empty `pixel_values` batch `(batch_size, num_frames, 3, height, width)`, float32 (see
+        [`new_output_tensor`])."""
+        return new_output_tensor(batch_size, self.num_frames, 3, self.size["height"], self.size["width"])
 
     def sample(
         self,
@@ -419,13 +421,33 @@ class AVFMAEVideoProcessor(BaseImageProcessor):
             )
             clip.source.close()
             face_found.append(clip.face_found)
-        data = {"pixel_values": pixel_values.numpy()}
+        data = {"pixel_values": pixel_values}
         if any(found is not None for found in face_found):
-            data["face_found"] = np.array([found is not False for found in face_found])
-        return BatchFeature(data, tensor_type=return_tensors)
+            data["face_found"] = torch.tensor([found is not False for found in face_found])
+        return batch_feature(data, return_tensors)
 
     def __call__(self, videos: object, **kwargs) -> BatchFeature:
         return self.preprocess(videos, **kwargs)
+
+
+def new_output_tensor(*shape: int) -> torch.Tensor:
+    """An uninitialised float32 tensor. Inside a torch `DataLoader` worker it is allocated in shared memory, as
+    torch's own `default_collate` does for its batches, so that handing it to the main process copies nothing."""
+    if torch.utils.data.get_worker_info() is not None:
+        try:
+            storage = torch.UntypedStorage._new_shared(math.prod(shape) * 4)
+            return torch.empty(0, dtype=torch.float32).set_(storage, 0, shape)
+        except (AttributeError, RuntimeError, TypeError):  # a torch without this allocator: a plain tensor
+            pass
+    return torch.empty(shape)
+
+
+def batch_feature(data: dict, return_tensors: str | TensorType | None) -> BatchFeature:
+    """A `BatchFeature` of torch tensors for `return_tensors="pt"`, of numpy arrays otherwise (the tensors are
+    kept as they are for "pt", so shared-memory outputs stay shared)."""
+    if return_tensors is not None and TensorType(return_tensors) == TensorType.PYTORCH:
+        return BatchFeature(data)
+    return BatchFeature({key: value.numpy() for key, value in data.items()}, tensor_type=return_tensors)
 
 
 def split_videos(videos: object) -> list:
@@ -457,7 +479,9 @@ __all__ = [
     "ProcessedClip",
     "SAMPLING_MODES",
     "audio_sample_range",
+    "batch_feature",
     "constant_rate_frame_map",
+    "new_output_tensor",
     "sample_frame_indices",
     "split_videos",
 ]

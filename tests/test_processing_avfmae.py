@@ -199,13 +199,15 @@ def test_data_loader_workers(processor_index_clips, processor_face_clip):
             return 4
 
         def __getitem__(self, index):
-            return dict(
-                processor(videos=processor_index_clips["short"], do_face_crop=index % 2 == 0, return_tensors="pt")
-            )
+            inputs = processor(videos=processor_index_clips["short"], do_face_crop=index % 2 == 0, return_tensors="pt")
+            # Outputs made in a worker live in shared memory: sending them to the main process copies nothing.
+            return {**inputs, "shared": torch.tensor(inputs["pixel_values"].is_shared())}
 
     loader = torch.utils.data.DataLoader(Clips(), batch_size=None, num_workers=2, timeout=120)
     batches = list(loader)
     assert len(batches) == 4 and all(batch["pixel_values"].shape == (1, 16, 3, 160, 160) for batch in batches)
+    assert all(batch["shared"] for batch in batches)
+    assert not processor(videos=processor_index_clips["short"], return_tensors="pt")["pixel_values"].is_shared()
 
 
 def test_unaligned_audio_and_audio_file_errors(processor, processor_index_clips, tmp_path):
