@@ -33,20 +33,19 @@ class AVFMAEInputError(ValueError):
     Attributes:
         problem (`str`): what is wrong, in words.
         index (`int`, *optional*): position of the item in the batch.
-        source (*optional*): the path (or a description) of the item.
+        source (`str`, *optional*): the item's path, when it has one.
     """
 
     def __init__(self, problem: str, index: int | None = None, source: object = None):
         self.problem = problem
         self.index = index
-        self.source = os.fspath(source) if isinstance(source, (str, os.PathLike)) else source
+        # A path is kept; other sources (bytes, file objects) only as their description in the message.
+        self.source = os.fspath(source) if isinstance(source, (str, os.PathLike)) else None
         super().__init__(f"{describe_item(index, source)}: {problem}")
 
-    def with_item(self, index: int | None, source: object = None) -> "AVFMAEInputError":
-        """The same error with the batch position (and source, when missing) filled in."""
-        error = type(self)(self.problem, index if index is not None else self.index, source or self.source)
-        error.__cause__ = self.__cause__
-        return error
+    def __reduce__(self):
+        # Rebuild from the parts (exceptions travel between processes, e.g. out of DataLoader workers).
+        return type(self), (self.problem, self.index, self.source)
 
 
 class InputNotFoundError(AVFMAEInputError):

@@ -58,6 +58,20 @@ class AVFMAEProcessor(ProcessorMixin):
     `audio_values` `(batch_size, 1, 256, 128)` and, when face cropping ran for at least one video, `face_found`
     `(batch_size,)` bool (`False` where no face was found and the centre crop was used). `face_found` is not a model
     input: drop it before `model(**inputs)` if the model does not accept it.
+
+    For throughput, run the processor in `torch.utils.data.DataLoader` workers on whole batches: inside a worker the
+    outputs are allocated in shared memory, so they reach the main process without a copy (benchmarks/README.md).
+
+    Example:
+
+    ```python
+    >>> from avfmae_hf import AVFMAEProcessor
+    >>> processor = AVFMAEProcessor()
+    >>> inputs = processor(videos="avfmae_hf/data/sample_talking_face.mp4", return_tensors="pt")
+    >>> inputs["pixel_values"].shape, inputs["audio_values"].shape, inputs["face_found"]
+    (torch.Size([1, 16, 3, 160, 160]), torch.Size([1, 1, 256, 128]), tensor([True]))
+
+    ```
     """
 
     def __init__(

@@ -13,7 +13,6 @@ from transformers.dynamic_module_utils import get_imports
 
 import avfmae_hf
 
-
 PROCESSOR_MODULES = [
     "errors_avfmae.py",
     "face_detection_avfmae.py",

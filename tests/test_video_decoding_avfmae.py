@@ -310,3 +310,12 @@ def test_pyav_without_distinct_timestamps_decodes_every_frame(processor_index_cl
             packet.pts = 0
         indices = [3, 50, 99]
         assert [synthetic.frame_index_of(frame) for frame in source.read_frames(indices)] == indices
+
+
+def test_errors_survive_pickling(tmp_path):
+    import pickle
+
+    error = InputNotFoundError("no such file or folder.", 3, tmp_path / "a.mp4")
+    clone = pickle.loads(pickle.dumps(error))
+    assert type(clone) is InputNotFoundError and str(clone) == str(error) and clone.index == 3
+    assert clone.source == str(tmp_path / "a.mp4") and isinstance(clone, ValueError)
