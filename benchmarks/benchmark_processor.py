@@ -235,7 +235,12 @@ def main():
         media = make_media(directory)
         timer = install_stage_timer()
         for key in args.scenarios:
-            backends = args.backends.split(",") if key in "ab" else [video_decoding_avfmae.default_video_backend()]
+            backends = [video_decoding_avfmae.default_video_backend()]
+            if key in "ab":
+                available = (
+                    video_decoding_avfmae.VIDEO_BACKENDS if video_decoding_avfmae.is_decord_available() else ("pyav",)
+                )
+                backends = [backend for backend in args.backends.split(",") if backend in available]
             for backend in backends:
                 processor = avfmae_hf.AVFMAEProcessor(avfmae_hf.AVFMAEVideoProcessor(video_backend=backend))
                 kwargs = SCENARIO_KWARGS[key]

@@ -275,7 +275,7 @@ def test_invalid_settings():
 
 def test_backend_crop_size_smoothing_and_segment_settings(processor_face_clip):
     path = processor_face_clip[0]
-    decord_output = AVFMAEVideoProcessor(video_backend="decord")(path)["pixel_values"]
+    decord_output = AVFMAEVideoProcessor()(path)["pixel_values"]  # the default backend: decord where installed
     np.testing.assert_array_equal(AVFMAEVideoProcessor(video_backend="pyav")(path)["pixel_values"], decord_output)
     # A direct 160 px crop differs from OpenFace's 256 px crop resized to 160 only by resampling.
     direct = AVFMAEVideoProcessor(face_crop_size=160)(path)["pixel_values"]
