@@ -1,11 +1,34 @@
 # Copyright 2026 The avfmae-hf Authors. Licensed under the Apache License, Version 2.0.
 """AVF-MAE++ for Hugging Face transformers. Importing the package registers every class with its Auto class."""
 
-from transformers import AutoConfig, AutoModel, AutoModelForPreTraining, AutoModelForVideoClassification
+from transformers import (
+    AutoConfig,
+    AutoFeatureExtractor,
+    AutoImageProcessor,
+    AutoModel,
+    AutoModelForPreTraining,
+    AutoModelForVideoClassification,
+    AutoProcessor,
+)
 
 from .checkpoint_avfmae import convert_checkpoint, load_original_checkpoint
 from .configuration_avfmae import AVFMAEAudioConfig, AVFMAEConfig, AVFMAEVideoConfig
 from .convert_avfmae import ConversionReport, convert_original_state_dict
+from .errors_avfmae import (
+    AudioAlignmentError,
+    AudioTooShortError,
+    AVFMAEInputError,
+    CorruptVideoError,
+    DecodedDataMismatchError,
+    EmptyInputError,
+    InputNotFoundError,
+    InvalidFramesError,
+    MissingAudioError,
+    UnusableAudioError,
+    ZeroLengthVideoError,
+)
+from .face_detection_avfmae import FaceDetection, FaceDetector, HaarFaceDetector, MTCNNFaceDetector
+from .feature_extraction_avfmae import AVFMAEFeatureExtractor
 from .hub_avfmae import build_model_card, export_checkpoint, push_to_hub
 from .masking_avfmae import AVFMAEDualMaskingGenerator, AVFMAEMasks
 from .modeling_avfmae import (
@@ -17,6 +40,8 @@ from .modeling_avfmae import (
     AVFMAEPreTrainedModel,
     AVFMAEVideoClassifierOutput,
 )
+from .processing_avfmae import AVFMAEProcessor
+from .video_processing_avfmae import AVFMAEVideoProcessor
 
 
 AutoConfig.register(AVFMAEConfig.model_type, AVFMAEConfig, exist_ok=True)
@@ -25,6 +50,15 @@ AutoConfig.register(AVFMAEAudioConfig.model_type, AVFMAEAudioConfig, exist_ok=Tr
 AutoModel.register(AVFMAEConfig, AVFMAEModel, exist_ok=True)
 AutoModelForPreTraining.register(AVFMAEConfig, AVFMAEForPreTraining, exist_ok=True)
 AutoModelForVideoClassification.register(AVFMAEConfig, AVFMAEForVideoClassification, exist_ok=True)
+AutoFeatureExtractor.register(AVFMAEConfig, AVFMAEFeatureExtractor, exist_ok=True)
+# The video processor is a `BaseImageProcessor` (transformers' video processors need torchvision): it is registered
+# for both image-processor backends so that AutoImageProcessor finds it whichever backend it prefers.
+AutoImageProcessor.register(
+    AVFMAEConfig,
+    image_processor_classes={"pil": AVFMAEVideoProcessor, "torchvision": AVFMAEVideoProcessor},
+    exist_ok=True,
+)
+AutoProcessor.register(AVFMAEConfig, AVFMAEProcessor, exist_ok=True)
 
 __version__ = "0.1.0"
 
@@ -32,16 +66,34 @@ __all__ = [
     "AVFMAEAudioConfig",
     "AVFMAEConfig",
     "AVFMAEDualMaskingGenerator",
+    "AVFMAEFeatureExtractor",
     "AVFMAEForPreTraining",
     "AVFMAEForPreTrainingOutput",
     "AVFMAEForVideoClassification",
+    "AVFMAEInputError",
     "AVFMAEMasks",
     "AVFMAEModel",
     "AVFMAEModelOutput",
     "AVFMAEPreTrainedModel",
+    "AVFMAEProcessor",
     "AVFMAEVideoClassifierOutput",
     "AVFMAEVideoConfig",
+    "AVFMAEVideoProcessor",
+    "AudioAlignmentError",
+    "AudioTooShortError",
     "ConversionReport",
+    "CorruptVideoError",
+    "DecodedDataMismatchError",
+    "EmptyInputError",
+    "FaceDetection",
+    "FaceDetector",
+    "HaarFaceDetector",
+    "InputNotFoundError",
+    "InvalidFramesError",
+    "MTCNNFaceDetector",
+    "MissingAudioError",
+    "UnusableAudioError",
+    "ZeroLengthVideoError",
     "build_model_card",
     "convert_checkpoint",
     "convert_original_state_dict",

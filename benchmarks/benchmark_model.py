@@ -114,7 +114,7 @@ def main():
     context = multiprocessing.get_context("spawn")
     results = {}
     print(f"{platform.processor() or platform.machine()}, {args.threads} threads, {args.size}, {args.dtype}")
-    print(f"| case | batch | median s/step | min–max s | clips/s | peak RSS MiB |\n|---|---|---|---|---|---|")
+    print("| case | batch | median s/step | min–max s | clips/s | peak RSS MiB |\n|---|---|---|---|---|---|")
     for case in args.cases:
         queue = context.Queue()
         process = context.Process(

@@ -6,14 +6,6 @@ from argparse import Namespace
 import numpy as np
 import pytest
 import torch
-from official_checkpoints import (
-    OFFICIAL,
-    fixture_constructor_kwargs,
-    fixture_state_dict,
-    real_variant_meta_state_dict,
-    save_official_checkpoint,
-    training_args,
-)
 from safetensors.torch import load_file, save_file
 
 from avfmae_hf import AVFMAEConfig, AVFMAEForVideoClassification
@@ -29,6 +21,14 @@ from avfmae_hf.checkpoint_avfmae import (
 )
 from avfmae_hf.convert_avfmae import convert_original_state_dict, describe_original_state_dict
 from avfmae_hf.hub_avfmae import export_checkpoint
+from tests.official_checkpoints import (
+    OFFICIAL,
+    fixture_constructor_kwargs,
+    fixture_state_dict,
+    real_variant_meta_state_dict,
+    save_official_checkpoint,
+    training_args,
+)
 
 
 MAFW = ["anger", "disgust", "fear", "happiness", "neutral", "sadness", "surprise", "contempt", "anxiety"]

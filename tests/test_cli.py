@@ -11,7 +11,13 @@ from types import SimpleNamespace
 import pytest
 import torch
 from huggingface_hub import HfApi, ModelCard
-from official_checkpoints import (
+from safetensors.torch import load_file, save_file
+from transformers import AutoModelForPreTraining, AutoModelForVideoClassification
+
+from avfmae_hf import AVFMAEForPreTraining, AVFMAEForVideoClassification, cli
+from avfmae_hf.checkpoint_avfmae import build_config, convert_checkpoint
+from avfmae_hf.convert_avfmae import describe_original_state_dict
+from tests.official_checkpoints import (
     OFFICIAL,
     fixture_config_path,
     fixture_state_dict,
@@ -19,12 +25,6 @@ from official_checkpoints import (
     save_official_checkpoint,
     training_args,
 )
-from safetensors.torch import load_file, save_file
-from transformers import AutoModelForPreTraining, AutoModelForVideoClassification
-
-from avfmae_hf import AVFMAEForPreTraining, AVFMAEForVideoClassification, cli
-from avfmae_hf.checkpoint_avfmae import build_config, convert_checkpoint
-from avfmae_hf.convert_avfmae import describe_original_state_dict
 
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -4,10 +4,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from tiny_configs import tiny_config
 from transformers import AutoConfig
 
 from avfmae_hf import AVFMAEConfig, AVFMAEForPreTraining, AVFMAEForVideoClassification
+from tests.tiny_configs import tiny_config
 
 
 OFFICIAL = Path(__file__).parent / "fixtures" / "official"

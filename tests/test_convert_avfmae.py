@@ -6,7 +6,6 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
-from tiny_configs import tiny_config
 
 from avfmae_hf import (
     AVFMAEConfig,
@@ -23,6 +22,7 @@ from avfmae_hf.convert_avfmae import (
     merge_original_kwargs,
     official_dataset_name,
 )
+from tests.tiny_configs import tiny_config
 
 
 OFFICIAL = Path(__file__).parent / "fixtures" / "official"

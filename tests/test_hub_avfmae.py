@@ -9,9 +9,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 from huggingface_hub import EvalResult, HfApi, ModelCard
-from official_checkpoints import fixture_constructor_kwargs, fixture_state_dict
 from safetensors.torch import load_file, save_file
-from tiny_configs import tiny_config, tiny_inputs
 from transformers import (
     ASTFeatureExtractor,
     AutoConfig,
@@ -32,6 +30,8 @@ from avfmae_hf.hub_avfmae import (
     remote_code_files,
     staged_directory,
 )
+from tests.official_checkpoints import fixture_constructor_kwargs, fixture_state_dict
+from tests.tiny_configs import tiny_config, tiny_inputs
 
 
 FULL_AUTO_MAP = {

@@ -1,9 +1,9 @@
 import pytest
 import torch
-from tiny_configs import tiny_config
 
 from avfmae_hf import AVFMAEConfig, AVFMAEDualMaskingGenerator
 from avfmae_hf.masking_avfmae import random_mask, running_cell_mask, running_cell_patterns, tube_mask
+from tests.tiny_configs import tiny_config
 
 
 def test_running_cell_rotates_one_position_per_slice():

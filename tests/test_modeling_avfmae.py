@@ -2,7 +2,6 @@ import copy
 
 import pytest
 import torch
-from tiny_configs import tiny_config, tiny_inputs
 from transformers import AutoConfig, AutoModel, AutoModelForPreTraining, AutoModelForVideoClassification
 
 from avfmae_hf import (
@@ -14,6 +13,7 @@ from avfmae_hf import (
     AVFMAEModelOutput,
 )
 from avfmae_hf.modeling_avfmae import group_visible_tokens, partition_regions, patchify, sinusoid_position_table
+from tests.tiny_configs import tiny_config, tiny_inputs
 
 
 class AVFMAEModelTester:

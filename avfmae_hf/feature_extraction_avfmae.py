@@ -1,0 +1,312 @@
+# Copyright 2026 The avfmae-hf Authors. Licensed under the Apache License, Version 2.0.
+"""AVF-MAE++ audio feature extractor: a waveform in, the official normalised Kaldi log-mel spectrogram out."""
+
+import os
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from transformers.feature_extraction_sequence_utils import SequenceFeatureExtractor
+from transformers.feature_extraction_utils import BatchFeature
+from transformers.utils import TensorType, logging
+
+from .errors_avfmae import AudioTooShortError, UnusableAudioError
+from .video_decoding_avfmae import load_audio_file
+
+
+logger = logging.get_logger(__name__)
+
+# Integer PCM is scaled to [-1, 1] as torchaudio.load does for the official WAV files.
+INTEGER_AUDIO_SCALE = {np.dtype(np.int16): 2**15, np.dtype(np.int32): 2**31, np.dtype(np.int8): 2**7}
+
+
+def import_torchaudio():
+    """torchaudio (imported on use, inside `try` so that Hub code loading does not require it)."""
+    try:
+        import torchaudio
+    except ImportError as error:
+        raise ImportError("The audio features need torchaudio: `pip install torchaudio`.") from error
+    return torchaudio
+
+
+def draw_magnitude(generator: "np.random.Generator | np.random.RandomState | int | None") -> float:
+    """One draw of the official random gain, Beta(10, 10) + 0.5 (a value in (0.5, 1.5)).
+
+    `generator` may be a `numpy.random.Generator`, a `numpy.random.RandomState`, an `int` seed or `None`. An `int`
+    seeds a `RandomState`, so `draw_magnitude(0)` equals the official code's first draw after `np.random.seed(0)`
+    (1.0971578369693007).
+    """
+    if generator is None:
+        generator = np.random.default_rng()
+    elif isinstance(generator, (int, np.integer)):
+        generator = np.random.RandomState(int(generator))
+    return float(generator.beta(10, 10) + 0.5)
+
+
+class AVFMAEFeatureExtractor(SequenceFeatureExtractor):
+    r"""
+    Turns waveforms into the audio input of AVF-MAE++, exactly as the official dataset code does (architecture.md
+    §11.3): downmix to mono, resample to 16 kHz (`torchaudio.functional.resample`), subtract the mean,
+    `torchaudio.compliance.kaldi.fbank` (HTK-compatible, Hanning window, 25 ms frames every 10 ms, 128 mel bins, no
+    dither, no energy), zero-pad at the end or cut to `max_length` frames, then normalise with the AudioSet
+    statistics as `(fbank - mean) / (2 * std)`. Padding happens before the normalisation, as in the official code,
+    so padded rows hold `(0 - mean) / (2 * std)` (about 0.467), not 0.
+
+    The official code also multiplies every waveform by a random gain, Beta(10, 10) + 0.5, in training *and* at test
+    time. That makes test predictions random, so it is off here by default; `magnitude_jitter=True` reproduces it
+    (with a seedable generator), and `magnitudes=[...]` applies given gains.
+
+    Args:
+        feature_size (`int`, defaults to 128): mel bins per frame (same as `num_mel_bins`).
+        sampling_rate (`int`, defaults to 16000): the rate the fbank is computed at; any input rate is resampled.
+        padding_value (`float`, defaults to 0.0): value of padded fbank rows before normalisation.
+        num_mel_bins (`int`, defaults to 128): mel bins of the fbank.
+        max_length (`int`, defaults to 256): fbank frames per clip (2.56 s at a 10 ms shift).
+        mean (`float`, defaults to -4.2677393), std (`float`, defaults to 4.5689974): AudioSet statistics used by the
+            official normalisation `(x - mean) / (2 * std)`.
+        frame_length (`float`, defaults to 25.0), frame_shift (`float`, defaults to 10.0): fbank window and hop in
+            milliseconds.
+        magnitude_jitter (`bool`, defaults to `False`): apply the official random gain.
+        return_attention_mask (`bool`, defaults to `False`): the model takes no audio mask; kept for the base class.
+
+    Inputs (`__call__`): one item or a list of items. An item is a 1-D waveform (mono), a 2-D waveform (several
+    channels; the shorter axis is taken as the channel axis, so `(channels, samples)` and `(samples, channels)` both
+    work), a list of floats, or a path / bytes of an audio file or a video container whose first audio stream is read
+    (at its own rate). Floating waveforms are taken as they are (the official files are in [-1, 1]); int8/16/32 PCM is
+    scaled to [-1, 1].
+
+    Output: `BatchFeature` with `audio_values` of shape `(batch_size, 1, max_length, num_mel_bins)`, float32.
+    """
+
+    model_input_names = ["audio_values"]
+
+    def __init__(
+        self,
+        feature_size: int = 128,
+        sampling_rate: int = 16000,
+        padding_value: float = 0.0,
+        num_mel_bins: int = 128,
+        max_length: int = 256,
+        mean: float = -4.2677393,
+        std: float = 4.5689974,
+        frame_length: float = 25.0,
+        frame_shift: float = 10.0,
+        magnitude_jitter: bool = False,
+        return_attention_mask: bool = False,
+        **kwargs,
+    ):
+        super().__init__(
+            feature_size=feature_size,
+            sampling_rate=sampling_rate,
+            padding_value=padding_value,
+            return_attention_mask=return_attention_mask,
+            **kwargs,
+        )
+        self.num_mel_bins = num_mel_bins
+        self.max_length = max_length
+        self.mean = mean
+        self.std = std
+        self.frame_length = frame_length
+        self.frame_shift = frame_shift
+        self.magnitude_jitter = magnitude_jitter
+
+    @property
+    def min_num_samples(self) -> int:
+        """Samples in one fbank window at `sampling_rate` (400 at 16 kHz): shorter audio has no fbank frame."""
+        return int(round(self.sampling_rate * self.frame_length / 1000))
+
+    def prepare_waveform(
+        self,
+        audio: object,
+        sampling_rate: int | None = None,
+        index: int | None = None,
+        name: object = None,
+    ) -> torch.Tensor:
+        """Check one item, read it if it is a file, downmix it to mono and resample it to `sampling_rate`.
+
+        Returns:
+            `torch.Tensor` of shape `(num_samples,)`, float32.
+        """
+        if isinstance(audio, (str, os.PathLike, bytes, bytearray)):
+            name = name if name is not None else audio
+            audio, sampling_rate = load_audio_file(
+                bytes(audio) if isinstance(audio, bytearray) else audio, index, name
+            )
+        waveform = _as_float_array(audio, index, name)
+        if waveform.ndim == 2:
+            channel_axis = 0 if waveform.shape[0] <= waveform.shape[1] else 1
+            waveform = waveform.mean(axis=channel_axis)
+        if waveform.size == 0:
+            raise UnusableAudioError("the waveform is empty.", index, name)
+        if not np.all(np.isfinite(waveform)):
+            raise UnusableAudioError("the waveform contains NaN or infinite values.", index, name)
+        if sampling_rate is None:
+            logger.warning(
+                f"No sampling_rate was given for the audio; assuming {self.sampling_rate} Hz. Pass `sampling_rate` to "
+                f"avoid silent errors."
+            )
+            sampling_rate = self.sampling_rate
+        if float(sampling_rate) != int(sampling_rate) or int(sampling_rate) <= 0:
+            raise UnusableAudioError(
+                f"the sampling rate must be a positive integer, got {sampling_rate}.", index, name
+            )
+        sampling_rate = int(sampling_rate)
+        waveform = torch.from_numpy(np.ascontiguousarray(waveform, dtype=np.float32))
+        if sampling_rate != self.sampling_rate:
+            waveform = import_torchaudio().functional.resample(waveform, sampling_rate, self.sampling_rate)
+        if waveform.shape[0] < self.min_num_samples:
+            raise AudioTooShortError(
+                f"the audio has {waveform.shape[0]} samples at {self.sampling_rate} Hz, fewer than one "
+                f"{self.frame_length:g} ms fbank window ({self.min_num_samples} samples).",
+                index,
+                name,
+            )
+        return waveform
+
+    def extract_features(self, waveform: torch.Tensor, magnitude: float | None = None) -> torch.Tensor:
+        """The official spectrogram of one mono waveform at `sampling_rate`.
+
+        Args:
+            waveform (`torch.Tensor` of shape `(num_samples,)`): at least `min_num_samples` samples.
+            magnitude (`float`, *optional*): gain applied after removing the mean (the official random gain).
+
+        Returns:
+            `torch.Tensor` of shape `(1, max_length, num_mel_bins)`, float32.
+        """
+        torchaudio = import_torchaudio()
+        waveform = waveform.to(torch.float32)
+        waveform = waveform - waveform.mean()
+        if magnitude is not None:
+            waveform = waveform * magnitude
+        # Each fbank frame depends only on its own samples, and frames past `max_length` are cut anyway: cut the
+        # waveform to the samples of the first `max_length` frames (after removing the mean of the whole slice).
+        window = int(self.sampling_rate * self.frame_length * 0.001)
+        shift = int(self.sampling_rate * self.frame_shift * 0.001)
+        waveform = waveform[: (self.max_length - 1) * shift + window]
+        fbank = torchaudio.compliance.kaldi.fbank(
+            waveform[None],
+            htk_compat=True,
+            sample_frequency=self.sampling_rate,
+            use_energy=False,
+            window_type="hanning",
+            num_mel_bins=self.num_mel_bins,
+            dither=0.0,
+            frame_length=self.frame_length,
+            frame_shift=self.frame_shift,
+        )
+        num_frames = fbank.shape[0]
+        if num_frames < self.max_length:
+            padding = fbank.new_full((self.max_length - num_frames, self.num_mel_bins), self.padding_value)
+            fbank = torch.cat([fbank, padding], dim=0)
+        else:
+            fbank = fbank[: self.max_length]
+        fbank = (fbank - self.mean) / (self.std * 2)
+        return fbank[None]
+
+    def draw_magnitudes(
+        self,
+        batch_size: int,
+        magnitude_jitter: bool | None = None,
+        generator: "np.random.Generator | np.random.RandomState | int | None" = None,
+        magnitudes: Sequence[float] | float | None = None,
+    ) -> list[float | None]:
+        """Gains for a batch: the given `magnitudes`, random draws when `magnitude_jitter`, else none."""
+        if magnitudes is not None:
+            magnitudes = (
+                [float(magnitudes)] * batch_size if np.isscalar(magnitudes) else [float(m) for m in magnitudes]
+            )
+            if len(magnitudes) != batch_size:
+                raise ValueError(f"Got {len(magnitudes)} magnitudes for a batch of {batch_size} waveforms.")
+            return magnitudes
+        magnitude_jitter = self.magnitude_jitter if magnitude_jitter is None else magnitude_jitter
+        if not magnitude_jitter:
+            return [None] * batch_size
+        if isinstance(generator, (int, np.integer)):
+            generator = np.random.RandomState(int(generator))
+        elif generator is None:
+            generator = np.random.default_rng()
+        return [draw_magnitude(generator) for _ in range(batch_size)]
+
+    def __call__(
+        self,
+        raw_speech: object,
+        sampling_rate: int | None = None,
+        return_tensors: str | TensorType | None = None,
+        magnitude_jitter: bool | None = None,
+        generator: "np.random.Generator | np.random.RandomState | int | None" = None,
+        magnitudes: Sequence[float] | float | None = None,
+        **kwargs,
+    ) -> BatchFeature:
+        """Compute `audio_values` for one waveform or a list of waveforms.
+
+        Args:
+            raw_speech: one item or a list of items (see the class docstring).
+            sampling_rate (`int`, *optional*): rate of the waveforms given as arrays (files use their own rate).
+                When missing, `sampling_rate` of the extractor is assumed, with a warning.
+            return_tensors (`str` or [`~utils.TensorType`], *optional*): `"pt"` for torch tensors, `"np"` (or
+                `None`) for numpy arrays.
+            magnitude_jitter (`bool`, *optional*): override the instance setting for this call.
+            generator (*optional*): source of the random gains: a `numpy.random.Generator`, a
+                `numpy.random.RandomState` or an `int` seed (seeds a `RandomState`, the official stream).
+            magnitudes (`float` or list of `float`, *optional*): explicit gains, one per waveform.
+
+        Returns:
+            [`BatchFeature`] with `audio_values` of shape `(batch_size, 1, max_length, num_mel_bins)`.
+        """
+        if kwargs:
+            logger.warning_once(f"AVFMAEFeatureExtractor ignores the arguments {sorted(kwargs)}.")
+        items = _split_batch(raw_speech)
+        gains = self.draw_magnitudes(len(items), magnitude_jitter, generator, magnitudes)
+        features = []
+        for index, (item, gain) in enumerate(zip(items, gains, strict=True)):
+            waveform = self.prepare_waveform(item, sampling_rate, index=index)
+            features.append(self.extract_features(waveform, gain))
+        audio_values = torch.stack(features).numpy()
+        return BatchFeature({"audio_values": audio_values}, tensor_type=return_tensors)
+
+
+def _split_batch(raw_speech: object) -> list:
+    """A list of items from one item or a batch (see [`AVFMAEFeatureExtractor`])."""
+    if isinstance(raw_speech, (list, tuple)):
+        if len(raw_speech) == 0:
+            raise UnusableAudioError("the audio batch is empty.")
+        if all(isinstance(value, (int, float, np.number)) for value in raw_speech):
+            return [np.asarray(raw_speech, dtype=np.float32)]
+        return list(raw_speech)
+    return [raw_speech]
+
+
+def _as_float_array(audio: object, index: int | None, name: object) -> np.ndarray:
+    if isinstance(audio, torch.Tensor):
+        audio = audio.detach().cpu()
+        if audio.dtype == torch.bfloat16 or audio.dtype == torch.float16:
+            audio = audio.float()
+        audio = audio.numpy()
+    if isinstance(audio, (list, tuple)):
+        try:
+            audio = np.asarray(audio, dtype=np.float32)
+        except (TypeError, ValueError) as error:
+            raise UnusableAudioError("the waveform list is not a list of numbers.", index, name) from error
+    if not isinstance(audio, np.ndarray):
+        raise UnusableAudioError(
+            f"unsupported audio input of type {type(audio).__name__}; pass an array, a tensor or a file path.",
+            index,
+            name,
+        )
+    if audio.ndim == 0 or audio.ndim > 2:
+        raise UnusableAudioError(
+            f"a waveform must be 1-D (samples) or 2-D (channels and samples), got shape {tuple(audio.shape)}; pass a "
+            f"batch as a list.",
+            index,
+            name,
+        )
+    if audio.dtype in INTEGER_AUDIO_SCALE:
+        return audio.astype(np.float32) / INTEGER_AUDIO_SCALE[audio.dtype]
+    if audio.dtype == np.uint8:
+        return (audio.astype(np.float32) - 128.0) / 128.0
+    if not np.issubdtype(audio.dtype, np.floating):
+        raise UnusableAudioError(f"the waveform has dtype {audio.dtype}; expected floating point or PCM.", index, name)
+    return audio
+
+
+__all__ = ["AVFMAEFeatureExtractor", "draw_magnitude", "import_torchaudio"]

@@ -1,0 +1,488 @@
+# Copyright 2026 The avfmae-hf Authors. Licensed under the Apache License, Version 2.0.
+"""AVF-MAE++ video processor: a video (file, bytes, frame folder or frames) in, a normalised 16-frame clip out.
+
+Steps (architecture.md §11.2): open the input (`video_decoding_avfmae`), put variable-frame-rate videos on a constant
+rate, sample `num_frames` frame indices, optionally crop and align the face (`face_detection_avfmae`), resize every
+frame to 160x160 with PIL's bilinear filter (aspect ratio not kept, exactly as the official evaluation), scale to
+[0, 1] and normalise with the ImageNet mean and std.
+
+Frame sampling modes:
+- `"uniform"` (default): `num_frames` indices spread evenly over the whole clip (first and last frame included); the
+  matching audio is the whole track. Deterministic, the natural choice for inference on short clips.
+- `"train"`: the official fine-tuning train/validation sampling: a random window of `num_frames * frame_stride`
+  frames, `num_frames` indices spread over it; shorter clips are read at the stride and padded with their last frame.
+- `"test"`: the official test segments: every `frame_stride`-th frame (padded with the last one to at least
+  `num_frames`), segment `k` of `num_test_segments` starts at `k * (n_indices - num_frames) / (num_test_segments - 1)`.
+"""
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TypedDict
+
+import numpy as np
+import torch
+from transformers.image_processing_utils import BaseImageProcessor, BatchFeature
+from transformers.utils import TensorType, logging
+
+from .errors_avfmae import AudioAlignmentError, describe_item
+from .face_detection_avfmae import FaceDetector, crop_faces, get_face_detector
+from .video_decoding_avfmae import VideoSource, import_pil_image, open_video
+
+
+logger = logging.get_logger(__name__)
+
+SAMPLING_MODES = ("uniform", "train", "test")
+FACE_ALIGNMENTS = ("landmarks", "box")
+IMAGENET_DEFAULT_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_DEFAULT_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass
+class FrameSampling:
+    """Frame indices of one clip and the frame span its audio covers.
+
+    Attributes:
+        indices (`np.ndarray` of shape `(num_frames,)`): sampled frame indices, int64.
+        audio_start_frame (`int`), audio_end_frame (`int`): first and last frame of the audio span (official rule).
+        total_frames (`int`): frames in the (constant-rate) video.
+    """
+
+    indices: np.ndarray
+    audio_start_frame: int
+    audio_end_frame: int
+    total_frames: int
+
+
+def _random_integer(generator, low: int, high: int) -> int:
+    """An integer in `[low, high)` from a `numpy.random.Generator`, a `RandomState`, an `int` seed or `None`."""
+    if generator is None:
+        generator = np.random.default_rng()
+    elif isinstance(generator, (int, np.integer)):
+        generator = np.random.RandomState(int(generator))
+    if isinstance(generator, np.random.RandomState):
+        return int(generator.randint(low, high))
+    return int(generator.integers(low, high))
+
+
+def sample_frame_indices(
+    total_frames: int,
+    mode: str = "uniform",
+    num_frames: int = 16,
+    frame_stride: int = 4,
+    test_segment: int = 0,
+    num_test_segments: int = 2,
+    generator: "np.random.Generator | np.random.RandomState | int | None" = None,
+) -> FrameSampling:
+    """Sample frame indices of a clip with `total_frames` frames (see the module docstring for the modes).
+
+    `generator` drives the `"train"` mode: a `numpy.random.Generator`, a `numpy.random.RandomState` (the official code
+    draws from numpy's global `RandomState`), an `int` seed (seeds a `RandomState`) or `None` (fresh entropy).
+    """
+    if total_frames < 1:
+        raise ValueError(f"A clip needs at least one frame, got {total_frames}.")
+    if mode not in SAMPLING_MODES:
+        raise ValueError(f"Unknown sampling mode {mode!r}; choose one of {SAMPLING_MODES}.")
+    window = num_frames * frame_stride
+    if mode == "uniform":
+        indices = np.floor(np.linspace(0, total_frames - 1, num_frames) + 0.5).astype(np.int64)
+        return FrameSampling(indices, 0, total_frames - 1, total_frames)
+    if mode == "train":
+        if total_frames <= window:
+            # Official short-clip rule: indices at about the stride, then the last frame repeated.
+            spread = np.linspace(0, total_frames, num=total_frames // frame_stride)
+            padding = np.full(num_frames - total_frames // frame_stride, float(total_frames))
+            indices = np.clip(np.concatenate([spread, padding]), 0, total_frames - 1).astype(np.int64)
+        else:
+            end = _random_integer(generator, window, total_frames)
+            start = end - window
+            indices = np.clip(np.linspace(start, end, num=num_frames), start, end - 1).astype(np.int64)
+        first = int(indices[0])
+        return FrameSampling(indices, first, min(first + window, total_frames - 1), total_frames)
+    # mode == "test"
+    if not 0 <= test_segment < num_test_segments:
+        raise ValueError(f"test_segment must be in [0, {num_test_segments}), got {test_segment}.")
+    strided = list(range(0, total_frames, frame_stride))
+    strided += [strided[-1]] * max(num_frames - len(strided), 0)
+    step = (len(strided) - num_frames) / (num_test_segments - 1) if num_test_segments > 1 else 0.0
+    start = int(test_segment * max(step, 0.0))
+    indices = np.asarray(strided[start : start + num_frames], dtype=np.int64)
+    last = strided[min(start + num_frames - 1, len(strided) - 1)]
+    return FrameSampling(indices, strided[start], min(last + frame_stride, total_frames - 1), total_frames)
+
+
+def audio_sample_range(
+    start_frame: int,
+    end_frame: int,
+    total_frames: int,
+    total_samples: int,
+    sampling_rate: int = 16000,
+    whole_file_seconds: float = 2.56,
+    min_samples: int = 1024,
+    index: int | None = None,
+    name: object = None,
+) -> tuple[int, int]:
+    """Audio samples `[start, end)` matching frames `start_frame..end_frame` (official fine-tuning rule).
+
+    A frame's relative time is `i / (total_frames - 1)` (0 for a one-frame clip), mapped to sample
+    `int(t * total_samples)`, whatever the frame rate. A slice of at most `min_samples` samples is replaced by the
+    whole track when the track is shorter than `whole_file_seconds` (the audio length the model takes); otherwise
+    [`AudioAlignmentError`] is raised. (The official loader also rejects tracks of 1024 samples or fewer; here any
+    track of at least one fbank window is used.)
+    """
+
+    def relative_time(frame: int) -> float:
+        return 0 if total_frames == 1 else frame / (total_frames - 1.0)
+
+    start = int(relative_time(start_frame) * total_samples)
+    end = int(relative_time(end_frame) * total_samples)
+    if end - start <= min_samples:
+        if total_samples < whole_file_seconds * sampling_rate:
+            return 0, total_samples
+        raise AudioAlignmentError(
+            f"the audio slice for frames {start_frame}..{end_frame} of {total_frames} has only {end - start} "
+            f"samples (at most {min_samples}), and the {total_samples / sampling_rate:.2f} s track is too long to be "
+            f"used whole; the audio does not cover the video.",
+            index,
+            name,
+        )
+    return start, end
+
+
+def constant_rate_frame_map(timestamps: np.ndarray | None, tolerance: float = 0.5) -> np.ndarray | None:
+    """For a variable-frame-rate video, the frame shown at each tick of a constant-rate timeline with the same
+    number of frames and the same span; `None` when the frame intervals are regular (all within `tolerance` times
+    the median interval) or unknown."""
+    if timestamps is None or len(timestamps) < 3:
+        return None
+    intervals = np.diff(timestamps)
+    median = float(np.median(intervals))
+    if median <= 0 or np.all(np.abs(intervals - median) <= tolerance * median):
+        return None
+    ticks = np.linspace(timestamps[0], timestamps[-1], len(timestamps))
+    return np.clip(np.searchsorted(timestamps, ticks + 1e-9, side="right") - 1, 0, len(timestamps) - 1)
+
+
+class AVFMAEVideoProcessorKwargs(TypedDict, total=False):
+    num_frames: int
+    frame_stride: int
+    sampling_mode: str
+    num_test_segments: int
+    size: dict
+    image_mean: list
+    image_std: list
+    do_face_crop: bool | None
+    face_detector: str
+    face_alignment: str
+    face_crop_size: int
+    smooth_face_track: bool
+    video_backend: str | None
+
+
+@dataclass
+class ProcessedClip:
+    """One processed video: `pixel_values` `(num_frames, 3, height, width)`, its [`FrameSampling`], whether a face
+    was found (`None` when face cropping was off) and the opened source (for its audio)."""
+
+    pixel_values: torch.Tensor
+    sampling: FrameSampling
+    face_found: bool | None
+    source: VideoSource
+
+
+class AVFMAEVideoProcessor(BaseImageProcessor):
+    r"""
+    Video processor of AVF-MAE++: samples, face-crops, resizes and normalises 16 frames per video.
+
+    It derives from `BaseImageProcessor` and is registered with `AutoImageProcessor`, as VideoMAE's image processor
+    handles videos: transformers' `BaseVideoProcessor` and `AutoVideoProcessor` require torchvision (without it
+    `AutoVideoProcessor` is a placeholder that cannot load anything, so `AutoProcessor` could not rebuild a processor
+    holding a video processor), while this class needs only PIL, numpy, torch and OpenCV.
+
+    Args:
+        num_frames (`int`, defaults to 16): frames per clip.
+        frame_stride (`int`, defaults to 4): distance between sampled frames in the `"train"` and `"test"` modes (the
+            official `sampling_rate`).
+        sampling_mode (`str`, defaults to `"uniform"`): `"uniform"`, `"train"` or `"test"` (module docstring).
+        num_test_segments (`int`, defaults to 2): segments per video in the `"test"` mode (official: 2).
+        size (`dict[str, int]`, defaults to `{"height": 160, "width": 160}`): output frame size; every frame is
+            resized to it with PIL's bilinear filter, without keeping the aspect ratio.
+        image_mean (`list[float]`, defaults to ImageNet's `[0.485, 0.456, 0.406]`), image_std (`list[float]`, defaults
+            to `[0.229, 0.224, 0.225]`): normalisation after scaling pixels to [0, 1].
+        do_face_crop (`bool`, *optional*): crop and align the face before resizing. `None` (default) crops faces in
+            encoded videos (paths, bytes, file objects) and not in frame folders or frame arrays, which are taken to
+            be face crops already (the official datasets' frames are OpenFace-aligned faces).
+        face_detector (`str` or [`FaceDetector`], defaults to `"mtcnn"`): `"mtcnn"`, `"haar"` or a detector instance
+            (an instance is used but cannot be saved; its class name is stored).
+        face_alignment (`str`, defaults to `"landmarks"`): `"landmarks"` aligns the 5 landmarks to OpenFace's
+            `-simalign` template (similarity transform, removes roll); `"box"` uses the box rule.
+        face_crop_size (`int`, defaults to 256): side of the aligned face crop before the resize (OpenFace's
+            `-simsize 256` in the official data preparation).
+        smooth_face_track (`bool`, defaults to `True`): follow one face and smooth its crop over time.
+        video_backend (`str`, *optional*): `"decord"` or `"pyav"` for encoded videos; default decord when importable.
+
+    Output of `__call__`: [`BatchFeature`] with `pixel_values` `(batch_size, num_frames, 3, height, width)` float32
+    and, when face cropping ran for at least one video, `face_found` `(batch_size,)` bool: `False` where no face was
+    detected in any sampled frame and the central square of each frame was used instead (a warning is logged); `True`
+    otherwise (a face was found, or face cropping was off for that video).
+    """
+
+    model_input_names = ["pixel_values"]
+    valid_kwargs = AVFMAEVideoProcessorKwargs
+
+    def __init__(
+        self,
+        num_frames: int = 16,
+        frame_stride: int = 4,
+        sampling_mode: str = "uniform",
+        num_test_segments: int = 2,
+        size: dict | None = None,
+        image_mean: Sequence[float] = IMAGENET_DEFAULT_MEAN,
+        image_std: Sequence[float] = IMAGENET_DEFAULT_STD,
+        do_face_crop: bool | None = None,
+        face_detector: "str | FaceDetector" = "mtcnn",
+        face_alignment: str = "landmarks",
+        face_crop_size: int = 256,
+        smooth_face_track: bool = True,
+        video_backend: str | None = None,
+        **kwargs,
+    ):
+        kwargs.pop("image_processor_type", None)
+        super().__init__(**kwargs)
+        if sampling_mode not in SAMPLING_MODES:
+            raise ValueError(f"Unknown sampling_mode {sampling_mode!r}; choose one of {SAMPLING_MODES}.")
+        if face_alignment not in FACE_ALIGNMENTS:
+            raise ValueError(f"Unknown face_alignment {face_alignment!r}; choose one of {FACE_ALIGNMENTS}.")
+        self.num_frames = num_frames
+        self.frame_stride = frame_stride
+        self.sampling_mode = sampling_mode
+        self.num_test_segments = num_test_segments
+        self.size = dict(size) if size is not None else {"height": 160, "width": 160}
+        self.image_mean = list(image_mean)
+        self.image_std = list(image_std)
+        self.do_face_crop = do_face_crop
+        self._face_detector_instance = face_detector if isinstance(face_detector, FaceDetector) else None
+        self.face_detector = type(face_detector).__name__ if self._face_detector_instance else face_detector
+        self.face_alignment = face_alignment
+        self.face_crop_size = face_crop_size
+        self.smooth_face_track = smooth_face_track
+        self.video_backend = video_backend
+
+    def to_dict(self) -> dict:
+        output = super().to_dict()
+        for key in [key for key in output if key.startswith("_")]:
+            del output[key]
+        return output
+
+    def get_face_detector(self) -> FaceDetector:
+        """The detector instance (built on first use and kept)."""
+        if self._face_detector_instance is None:
+            self._face_detector_instance = get_face_detector(self.face_detector)
+        return self._face_detector_instance
+
+    def transform_frames(self, frames: Sequence[np.ndarray], out: torch.Tensor | None = None) -> torch.Tensor:
+        """Resize (PIL bilinear, to `size`), scale to [0, 1] and normalise RGB uint8 frames.
+
+        Args:
+            frames: `(height, width, 3)` uint8 RGB frames.
+            out (`torch.Tensor`, *optional*): float32 tensor of the output shape to write into (e.g. a slice of a
+                batch), which saves a copy.
+
+        Returns:
+            `torch.Tensor` of shape `(len(frames), 3, size["height"], size["width"])`, float32.
+        """
+        image_module = import_pil_image()
+        target = (self.size["width"], self.size["height"])
+        resized = [
+            frame
+            if frame.shape[1::-1] == target
+            else np.asarray(image_module.fromarray(frame).resize(target, image_module.Resampling.BILINEAR))
+            for frame in frames
+        ]
+        clip = torch.from_numpy(np.stack(resized)).permute(0, 3, 1, 2)
+        if out is None:
+            out = torch.empty(clip.shape, dtype=torch.float32)
+        out.copy_(clip)
+        # (x / 255 - mean) / std as one multiply-add per pixel.
+        mean = torch.tensor(self.image_mean, dtype=torch.float64).view(1, 3, 1, 1)
+        std = torch.tensor(self.image_std, dtype=torch.float64).view(1, 3, 1, 1)
+        return out.mul_((1.0 / (255.0 * std)).float()).add_((-mean / std).float())
+
+    def allocate(self, batch_size: int) -> torch.Tensor:
+        """An empty `pixel_values` batch `(batch_size, num_frames, 3, height, width)`, float32 (see
+        [`new_output_tensor`])."""
+        return new_output_tensor(batch_size, self.num_frames, 3, self.size["height"], self.size["width"])
+
+    def sample(
+        self,
+        total_frames: int,
+        sampling_mode: str | None = None,
+        test_segment: int = 0,
+        generator: "np.random.Generator | np.random.RandomState | int | None" = None,
+    ) -> FrameSampling:
+        return sample_frame_indices(
+            total_frames,
+            mode=sampling_mode or self.sampling_mode,
+            num_frames=self.num_frames,
+            frame_stride=self.frame_stride,
+            test_segment=test_segment,
+            num_test_segments=self.num_test_segments,
+            generator=generator,
+        )
+
+    def process_source(
+        self,
+        source: VideoSource,
+        sampling_mode: str | None = None,
+        test_segment: int = 0,
+        generator: "np.random.Generator | np.random.RandomState | int | None" = None,
+        do_face_crop: bool | None = None,
+        out: torch.Tensor | None = None,
+    ) -> ProcessedClip:
+        """Sample, face-crop and transform one opened video (into `out` when given, see [`transform_frames`])."""
+        item = describe_item(source.index, source.name)
+        frame_map = constant_rate_frame_map(source.timestamps)
+        if frame_map is not None:
+            logger.warning(
+                f"{item}: variable frame rate; frames are taken at {len(frame_map)} evenly spaced times over the "
+                f"clip (each showing the frame on screen at that time) before sampling and audio alignment."
+            )
+        total_frames = len(frame_map) if frame_map is not None else source.num_frames
+        sampling = self.sample(total_frames, sampling_mode, test_segment, generator)
+        frame_indices = frame_map[sampling.indices] if frame_map is not None else sampling.indices
+        frames = source.read_frames(frame_indices)
+        do_face_crop = self.do_face_crop if do_face_crop is None else do_face_crop
+        if do_face_crop is None:
+            do_face_crop = source.is_encoded
+        face_found = None
+        if do_face_crop:
+            result = crop_faces(
+                frames,
+                self.get_face_detector(),
+                size=self.face_crop_size,
+                use_landmarks=self.face_alignment == "landmarks",
+                smooth=self.smooth_face_track,
+            )
+            frames, face_found = result.crops, result.face_found
+            if not face_found:
+                logger.warning(f"{item}: no face found in the sampled frames; using the central square of each frame.")
+        return ProcessedClip(self.transform_frames(frames, out), sampling, face_found, source)
+
+    def process_video(
+        self,
+        video: object,
+        index: int | None = None,
+        sampling_mode: str | None = None,
+        test_segment: int = 0,
+        generator: "np.random.Generator | np.random.RandomState | int | None" = None,
+        do_face_crop: bool | None = None,
+        out: torch.Tensor | None = None,
+    ) -> ProcessedClip:
+        """Open one video input (see [`open_video`]) and process it; the source stays open for its audio (close
+        it with `clip.source.close()`)."""
+        source = open_video(video, index=index, backend=self.video_backend)
+        try:
+            return self.process_source(source, sampling_mode, test_segment, generator, do_face_crop, out)
+        except BaseException:
+            source.close()
+            raise
+
+    def preprocess(
+        self,
+        videos: object,
+        sampling_mode: str | None = None,
+        test_segment: int = 0,
+        generator: "np.random.Generator | np.random.RandomState | int | None" = None,
+        do_face_crop: bool | None = None,
+        return_tensors: str | TensorType | None = None,
+        **kwargs,
+    ) -> BatchFeature:
+        """Process one video or a list of videos.
+
+        Args:
+            videos: one video or a list. A video is a path (file or frame folder), bytes, a binary file object, a
+                `(T, H, W[, C])` uint8 array or tensor, or a list of frames (arrays, tensors or PIL images).
+            sampling_mode (`str`, *optional*): override `self.sampling_mode`.
+            test_segment (`int`, defaults to 0): segment index in the `"test"` mode.
+            generator (*optional*): randomness of the `"train"` mode (see [`sample_frame_indices`]); one generator
+                serves the whole batch in order.
+            do_face_crop (`bool`, *optional*): override `self.do_face_crop`.
+            return_tensors (`str`, *optional*): `"pt"` or `"np"`.
+        """
+        if kwargs:
+            logger.warning_once(f"AVFMAEVideoProcessor ignores the arguments {sorted(kwargs)}.")
+        if isinstance(generator, (int, np.integer)):
+            generator = np.random.RandomState(int(generator))
+        videos = split_videos(videos)
+        pixel_values = self.allocate(len(videos))
+        face_found = []
+        for index, video in enumerate(videos):
+            clip = self.process_video(
+                video, index, sampling_mode, test_segment, generator, do_face_crop, pixel_values[index]
+            )
+            clip.source.close()
+            face_found.append(clip.face_found)
+        data = {"pixel_values": pixel_values}
+        if any(found is not None for found in face_found):
+            data["face_found"] = torch.tensor([found is not False for found in face_found])
+        return batch_feature(data, return_tensors)
+
+    def __call__(self, videos: object, **kwargs) -> BatchFeature:
+        return self.preprocess(videos, **kwargs)
+
+
+def new_output_tensor(*shape: int) -> torch.Tensor:
+    """An uninitialised float32 tensor. Inside a torch `DataLoader` worker it is allocated in shared memory, as
+    torch's own `default_collate` does for its batches, so that handing it to the main process copies nothing."""
+    if torch.utils.data.get_worker_info() is not None:
+        try:
+            storage = torch.UntypedStorage._new_shared(math.prod(shape) * 4)
+            return torch.empty(0, dtype=torch.float32).set_(storage, 0, shape)
+        except (AttributeError, RuntimeError, TypeError):  # a torch without this allocator: a plain tensor
+            pass
+    return torch.empty(shape)
+
+
+def batch_feature(data: dict, return_tensors: str | TensorType | None) -> BatchFeature:
+    """A `BatchFeature` of torch tensors for `return_tensors="pt"`, of numpy arrays otherwise (the tensors are
+    kept as they are for "pt", so shared-memory outputs stay shared)."""
+    if return_tensors is not None and TensorType(return_tensors) == TensorType.PYTORCH:
+        return BatchFeature(data)
+    return BatchFeature({key: value.numpy() for key, value in data.items()}, tensor_type=return_tensors)
+
+
+def split_videos(videos: object) -> list:
+    """A list of videos from one video or a batch.
+
+    A list is a batch unless its elements are single frames (2-D/3-D arrays or tensors, or PIL images), in which case
+    it is one video given as a list of frames. A 5-D array or tensor is a batch of `(T, H, W, C)` videos.
+    """
+    if isinstance(videos, (np.ndarray, torch.Tensor)) and videos.ndim == 5:
+        return list(videos)
+    if isinstance(videos, (list, tuple)):
+        if len(videos) == 0:
+            raise ValueError("The batch of videos is empty.")
+        if all(_is_single_frame(video) for video in videos):
+            return [list(videos)]
+        return list(videos)
+    return [videos]
+
+
+def _is_single_frame(value: object) -> bool:
+    if isinstance(value, (np.ndarray, torch.Tensor)):
+        return value.ndim == 2 or (value.ndim == 3 and value.shape[-1] in (1, 2, 3, 4) and value.shape[0] > 4)
+    return type(value).__module__.startswith("PIL.")
+
+
+__all__ = [
+    "AVFMAEVideoProcessor",
+    "FrameSampling",
+    "ProcessedClip",
+    "SAMPLING_MODES",
+    "audio_sample_range",
+    "batch_feature",
+    "constant_rate_frame_map",
+    "new_output_tensor",
+    "sample_frame_indices",
+    "split_videos",
+]

@@ -1,0 +1,184 @@
+# Copyright 2026 The avfmae-hf Authors. Licensed under the Apache License, Version 2.0.
+"""AVFMAEFeatureExtractor: official spectrograms, any input layout and rate, typed errors, serialisation."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+import torchaudio
+from safetensors.numpy import load_file
+
+from avfmae_hf import AudioTooShortError, AVFMAEConfig, AVFMAEFeatureExtractor, UnusableAudioError
+from avfmae_hf.feature_extraction_avfmae import draw_magnitude
+
+
+FIXTURE_DIR = os.path.join(os.path.dirname(__file__), "fixtures", "official", "audio_fbank")
+OFFICIAL_MAGNITUDE = 1.0971578369693007
+PADDED_ROW_VALUE = (0 - (-4.2677393)) / (2 * 4.5689974)
+
+
+@pytest.fixture(scope="module")
+def official():
+    return load_file(os.path.join(FIXTURE_DIR, "audio_fbank.safetensors"))
+
+
+@pytest.fixture(scope="module")
+def extractor():
+    return AVFMAEFeatureExtractor()
+
+
+def kaldi_reference(waveform: torch.Tensor) -> torch.Tensor:
+    """The fbank call of architecture.md §11.3 on a mono 16 kHz waveform, without padding or normalisation."""
+    return torchaudio.compliance.kaldi.fbank(
+        (waveform - waveform.mean())[None],
+        htk_compat=True,
+        sample_frequency=16000,
+        use_energy=False,
+        window_type="hanning",
+        num_mel_bins=128,
+        dither=0.0,
+        frame_shift=10,
+    )
+
+
+@pytest.mark.parametrize("duration", ["2s", "3s"])
+def test_reproduces_official_spectrogram(extractor, official, duration):
+    audio_values = extractor(official[f"waveform_{duration}"], sampling_rate=16000, return_tensors="np")[
+        "audio_values"
+    ]
+    assert audio_values.shape == (1, 1, 256, 128) and audio_values.dtype == np.float32
+    np.testing.assert_allclose(audio_values[0], official[f"spectrogram_{duration}"], atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("duration", ["2s", "3s"])
+def test_intermediate_fbank_matches_official(extractor, official, duration):
+    """Before normalisation: zero padding (2 s) and truncation (3 s) at 256 frames, in log-mel units."""
+    waveform = extractor.prepare_waveform(official[f"waveform_{duration}"], 16000)
+    raw = extractor.extract_features(waveform)[0] * (2 * extractor.std) + extractor.mean
+    np.testing.assert_allclose(raw.numpy(), official[f"fbank_raw_{duration}"], atol=1e-3, rtol=0)
+
+
+def test_padding_happens_before_normalisation(extractor, official):
+    audio_values = extractor(official["waveform_2s"], sampling_rate=16000)["audio_values"][0, 0]
+    # 32000 samples give 198 fbank frames; rows 198..255 are padding, normalised like zeros.
+    np.testing.assert_allclose(audio_values[198:], PADDED_ROW_VALUE, atol=1e-6)
+    assert np.all(np.abs(audio_values[:198] - PADDED_ROW_VALUE).max(axis=1) > 1e-3)
+
+
+def test_magnitude_jitter_off_by_default(extractor, official):
+    first = extractor(official["waveform_2s"], sampling_rate=16000)["audio_values"]
+    second = extractor(official["waveform_2s"], sampling_rate=16000)["audio_values"]
+    np.testing.assert_array_equal(first, second)
+    assert extractor.magnitude_jitter is False
+
+
+def test_official_random_gain_with_given_magnitude(extractor, official):
+    audio_values = extractor(official["waveform_2s"], sampling_rate=16000, magnitudes=OFFICIAL_MAGNITUDE)
+    np.testing.assert_allclose(
+        audio_values["audio_values"][0], official["spectrogram_2s_rollmag_npseed0"], atol=1e-4, rtol=0
+    )
+
+
+def test_official_random_gain_from_seeded_generator(extractor, official):
+    """An int seed (or a RandomState) draws the official stream: np.random.seed(0) -> 1.0971578369693007."""
+    assert draw_magnitude(0) == OFFICIAL_MAGNITUDE
+    assert draw_magnitude(np.random.RandomState(0)) == OFFICIAL_MAGNITUDE
+    audio_values = extractor(official["waveform_2s"], sampling_rate=16000, magnitude_jitter=True, generator=0)
+    np.testing.assert_allclose(
+        audio_values["audio_values"][0], official["spectrogram_2s_rollmag_npseed0"], atol=1e-4, rtol=0
+    )
+    jittered = AVFMAEFeatureExtractor(magnitude_jitter=True)
+    gains = jittered.draw_magnitudes(200, generator=np.random.default_rng(1))
+    assert all(0.5 < gain < 1.5 for gain in gains) and len(set(gains)) == 200
+
+
+def test_channels_are_averaged_in_either_layout(extractor, official):
+    mono = official["waveform_3s"][0]
+    stereo = np.stack([mono + 0.1, mono - 0.1])  # mean is `mono`
+    expected = extractor(mono, sampling_rate=16000)["audio_values"]
+    for layout in (stereo, stereo.T, torch.from_numpy(stereo)):
+        np.testing.assert_allclose(extractor(layout, sampling_rate=16000)["audio_values"], expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("rate", [8000, 22050, 44100, 48000])
+def test_any_sampling_rate_is_resampled_with_torchaudio(extractor, rate):
+    seconds = np.arange(int(2.0 * rate)) / rate
+    waveform = (0.3 * np.sin(2 * np.pi * 440 * seconds) + 0.1 * np.sin(2 * np.pi * 1000 * seconds)).astype(np.float32)
+    audio_values = extractor(waveform, sampling_rate=rate, return_tensors="pt")["audio_values"]
+    resampled = torchaudio.functional.resample(torch.from_numpy(waveform), rate, 16000)
+    expected = (kaldi_reference(resampled) - extractor.mean) / (2 * extractor.std)
+    torch.testing.assert_close(audio_values[0, 0, : expected.shape[0]], expected, atol=1e-4, rtol=0)
+    # The same tones recorded at 16 kHz give nearly the same spectrogram.
+    native = (0.3 * np.sin(2 * np.pi * 440 * np.arange(32000) / 16000)).astype(np.float32)
+    native += (0.1 * np.sin(2 * np.pi * 1000 * np.arange(32000) / 16000)).astype(np.float32)
+    reference = extractor(native, sampling_rate=16000, return_tensors="pt")["audio_values"]
+    loud = reference[0, 0, 5:190] > reference[0, 0, 5:190].mean()
+    assert (audio_values[0, 0, 5:190] - reference[0, 0, 5:190])[loud].abs().median() < 0.02
+
+
+def test_input_types_and_batches(extractor, official):
+    waveform = official["waveform_2s"][0]
+    expected = extractor(waveform, sampling_rate=16000)["audio_values"]
+    for item in (torch.from_numpy(waveform), waveform.tolist(), waveform.astype(np.float64)):
+        np.testing.assert_allclose(extractor(item, sampling_rate=16000)["audio_values"], expected, atol=1e-5)
+    # 16-bit PCM is scaled to [-1, 1] (unscaled, it would be 2 ln(32768) / (2 * 4.57) = 2.27 higher); quantisation
+    # noise moves only the quietest bins.
+    pcm = np.round(waveform * 32768).clip(-32768, 32767).astype(np.int16)
+    pcm_values = extractor(pcm, sampling_rate=16000)["audio_values"]
+    assert np.median(np.abs(pcm_values - expected)) < 1e-3 and np.abs(pcm_values - expected).max() < 0.05
+    batch = extractor([waveform, official["waveform_3s"]], sampling_rate=16000, return_tensors="pt")
+    assert batch["audio_values"].shape == (2, 1, 256, 128) and isinstance(batch["audio_values"], torch.Tensor)
+
+
+def test_reads_audio_files_at_their_own_rate(extractor, processor_wav_file):
+    audio_values = extractor(processor_wav_file, return_tensors="pt")["audio_values"]
+    assert audio_values.shape == (1, 1, 256, 128)
+    # 2 s of audio: 198 frames of signal (plus a few from the AAC padding), then padding rows.
+    assert torch.allclose(audio_values[0, 0, 210:], torch.tensor(PADDED_ROW_VALUE), atol=1e-6)
+    assert (audio_values[0, 0, :190] - PADDED_ROW_VALUE).abs().amax(dim=1).min() > 1e-3
+
+
+def test_missing_sampling_rate_warns(extractor, official, caplog):
+    with caplog.at_level("WARNING"):
+        AVFMAEFeatureExtractor()(official["waveform_2s"])
+    assert "sampling_rate" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("audio", "error", "words"),
+    [
+        (np.zeros(0, np.float32), UnusableAudioError, "empty"),
+        (np.array([0.1, np.nan] * 1000, np.float32), UnusableAudioError, "NaN"),
+        (np.array([0.1, np.inf] * 1000, np.float32), UnusableAudioError, "infinite"),
+        (np.zeros(399, np.float32), AudioTooShortError, "400 samples"),
+        (np.zeros((2, 3, 1000), np.float32), UnusableAudioError, "shape"),
+        (np.ones(1000, bool), UnusableAudioError, "dtype"),
+    ],
+)
+def test_unusable_audio_raises_typed_error_naming_item(extractor, audio, error, words):
+    good = np.zeros(16000, np.float32)
+    with pytest.raises(error) as raised:
+        extractor([good, audio], sampling_rate=16000)
+    assert raised.value.index == 1
+    assert "item 1" in str(raised.value) and words in str(raised.value)
+
+
+def test_too_short_after_resampling(extractor):
+    with pytest.raises(AudioTooShortError, match="item 0"):
+        extractor(np.ones(1000, np.float32), sampling_rate=44100)  # 363 samples at 16 kHz
+    extractor(np.ones(1200, np.float32), sampling_rate=44100)  # 436 samples: one fbank frame
+
+
+def test_save_load_round_trip(tmp_path):
+    from transformers import AutoFeatureExtractor
+
+    extractor = AVFMAEFeatureExtractor(max_length=128, magnitude_jitter=True)
+    extractor.save_pretrained(tmp_path)
+    saved = json.loads((tmp_path / "preprocessor_config.json").read_text())
+    assert saved["feature_extractor_type"] == "AVFMAEFeatureExtractor" and saved["max_length"] == 128
+    for loaded in (AVFMAEFeatureExtractor.from_pretrained(tmp_path), AutoFeatureExtractor.from_pretrained(tmp_path)):
+        assert isinstance(loaded, AVFMAEFeatureExtractor)
+        assert loaded.to_dict() == extractor.to_dict()
+    assert AVFMAEConfig.model_type == "avfmae"

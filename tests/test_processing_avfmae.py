@@ -1,0 +1,224 @@
+# Copyright 2026 The avfmae-hf Authors. Licensed under the Apache License, Version 2.0.
+"""AVFMAEProcessor: one call from videos to model inputs, audio aligned to the sampled frames, bad items named,
+serialisation and AutoProcessor."""
+
+import numpy as np
+import pytest
+import torch
+
+from avfmae_hf import (
+    AudioTooShortError,
+    AVFMAEConfig,
+    AVFMAEFeatureExtractor,
+    AVFMAEProcessor,
+    AVFMAEVideoProcessor,
+    CorruptVideoError,
+    InputNotFoundError,
+    MissingAudioError,
+)
+from avfmae_hf.feature_extraction_avfmae import draw_magnitude
+from avfmae_hf.video_decoding_avfmae import open_video
+from avfmae_hf.video_processing_avfmae import sample_frame_indices
+from tests.media import synthetic
+
+
+@pytest.fixture(scope="module")
+def processor():
+    return AVFMAEProcessor()
+
+
+def expected_audio_values(extractor: AVFMAEFeatureExtractor, path: str, span: tuple[int, int], total_frames: int):
+    """The official rule written out: frame i of n at time i / (n - 1) -> sample int(t * N)."""
+    with open_video(path) as source:
+        waveform, rate = source.read_audio()
+    waveform = extractor.prepare_waveform(waveform, rate)
+    start = int(span[0] / (total_frames - 1.0) * waveform.shape[0])
+    end = int(span[1] / (total_frames - 1.0) * waveform.shape[0])
+    return extractor.extract_features(waveform[start:end])
+
+
+def test_path_only_call_reads_the_audio_from_the_container(processor, processor_face_clip):
+    inputs = processor(videos=processor_face_clip[0], return_tensors="pt")
+    assert set(inputs) == {"pixel_values", "audio_values", "face_found"}
+    assert inputs["pixel_values"].shape == (1, 16, 3, 160, 160) and inputs["pixel_values"].dtype == torch.float32
+    assert inputs["audio_values"].shape == (1, 1, 256, 128) and inputs["audio_values"].dtype == torch.float32
+    assert inputs["face_found"].tolist() == [True]
+    assert processor.model_input_names == ["pixel_values", "audio_values"]
+    # Uniform mode: the whole 3 s track, cut to 2.56 s by the spectrogram length.
+    expected = expected_audio_values(processor.feature_extractor, processor_face_clip[0], (0, 74), 75)
+    torch.testing.assert_close(inputs["audio_values"][0], expected)
+
+
+@pytest.mark.parametrize("clip", ["25fps", "30fps", "50fps"])
+@pytest.mark.parametrize(("mode", "segment"), [("test", 0), ("test", 1), ("train", 0)])
+def test_audio_matches_the_sampled_frames_at_any_frame_rate(processor, processor_index_clips, clip, mode, segment):
+    path = processor_index_clips[clip]
+    total = {"25fps": 100, "30fps": 90, "50fps": 150}[clip]
+    inputs = processor(
+        videos=path, sampling_mode=mode, test_segment=segment, generator=11, do_face_crop=False, return_tensors="pt"
+    )
+    sampling = sample_frame_indices(total, mode, test_segment=segment, generator=np.random.RandomState(11))
+    expected = expected_audio_values(
+        processor.feature_extractor, path, (sampling.audio_start_frame, sampling.audio_end_frame), total
+    )
+    torch.testing.assert_close(inputs["audio_values"][0], expected)
+    # The video frames are the sampled ones, from the same generator draw.
+    frames = AVFMAEVideoProcessor(
+        do_face_crop=False, size={"height": 48, "width": 64}, image_mean=[0] * 3, image_std=[1] * 3
+    )(path, sampling_mode=mode, test_segment=segment, generator=11, return_tensors="pt")["pixel_values"][0]
+    shown = [synthetic.frame_index_of(f) for f in (frames * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()]
+    assert shown == sampling.indices.tolist()
+
+
+def test_short_clip_is_padded_as_the_official_code_pads(processor, processor_index_clips):
+    """40 frames (1.6 s): frames at the stride then the last one repeated; the whole audio, zero-padded fbank."""
+    path = processor_index_clips["short"]
+    inputs = processor(videos=path, sampling_mode="train", do_face_crop=False, return_tensors="pt")
+    expected = expected_audio_values(processor.feature_extractor, path, (0, 39), 40)
+    torch.testing.assert_close(inputs["audio_values"][0], expected)
+    padded_row = (0 - processor.feature_extractor.mean) / (2 * processor.feature_extractor.std)
+    assert torch.allclose(inputs["audio_values"][0, 0, 170:], torch.tensor(padded_row), atol=1e-6)
+    pixel_values = inputs["pixel_values"][0]
+    assert torch.equal(pixel_values[10], pixel_values[15])  # the repeated last frame
+
+
+def test_separate_audio_waveforms_and_files(processor, processor_index_clips, processor_wav_file):
+    path = processor_index_clips["25fps"]
+    with open_video(path) as source:
+        waveform, rate = source.read_audio()
+    from_container = processor(videos=path, do_face_crop=False)["audio_values"]
+    from_array = processor(videos=path, audio=waveform, sampling_rate=rate, do_face_crop=False)["audio_values"]
+    np.testing.assert_allclose(from_array, from_container, atol=1e-6)
+    stereo_44k = processor(videos=[path, path], audio=[processor_wav_file, None], do_face_crop=False)
+    assert stereo_44k["audio_values"].shape == (2, 1, 256, 128)
+    np.testing.assert_allclose(stereo_44k["audio_values"][1], from_container[0], atol=1e-6)
+    with pytest.raises(ValueError, match="one per video"):
+        processor(videos=[path, path], audio=[waveform])
+
+
+def test_batches_mixed_inputs(processor, processor_face_clip, processor_frame_folder, processor_index_clips):
+    frames = synthetic.index_frames(30)
+    audio = synthetic.speech_like_audio(1.2)
+    inputs = processor(
+        videos=[processor_face_clip[0], processor_frame_folder, frames],
+        audio=[None, audio, audio],
+        sampling_rate=16000,
+        return_tensors="pt",
+    )
+    assert inputs["pixel_values"].shape == (3, 16, 3, 160, 160)
+    assert inputs["audio_values"].shape == (3, 1, 256, 128)
+    assert inputs["face_found"].tolist() == [True, True, True]  # only the video file was face-cropped
+
+
+def test_no_audio_stream_is_an_error_by_default(processor, processor_no_audio_clip, caplog):
+    with pytest.raises(MissingAudioError, match="item 0.*no audio stream"):
+        processor(videos=processor_no_audio_clip, do_face_crop=False)
+    with caplog.at_level("WARNING"):
+        inputs = processor(videos=processor_no_audio_clip, do_face_crop=False, missing_audio="silence")
+    assert "silence" in caplog.text and "item 0" in caplog.text
+    silent = inputs["audio_values"][0, 0]
+    # 1.6 s of silence: 158 frames at log(epsilon), then padding.
+    assert np.allclose(silent[:158], silent[0, 0]) and silent[0, 0] < -1
+    quiet = AVFMAEProcessor(missing_audio="silence")(videos=processor_no_audio_clip, do_face_crop=False)
+    np.testing.assert_array_equal(quiet["audio_values"], inputs["audio_values"])
+
+
+def test_audio_shorter_than_one_fbank_window(processor, processor_index_clips):
+    with pytest.raises(AudioTooShortError, match="item 0.*400 samples"):
+        processor(videos=processor_index_clips["short"], audio=np.zeros(300, np.float32), sampling_rate=16000)
+
+
+def test_mixed_batch_names_the_bad_item(processor, processor_index_clips, tmp_path):
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"\x00" * 5000)
+    good = processor_index_clips["short"]
+    with pytest.raises(CorruptVideoError) as raised:
+        processor(videos=[good, good, str(bad), good], do_face_crop=False)
+    assert raised.value.index == 2 and str(raised.value).startswith(f"item 2 ({str(bad)!r})")
+    with pytest.raises(InputNotFoundError, match="item 1"):
+        processor(videos=[good, str(tmp_path / "missing.mp4")], do_face_crop=False)
+
+
+def test_official_random_gain_in_the_processor(processor, processor_index_clips):
+    path = processor_index_clips["25fps"]
+    plain = processor(videos=path, do_face_crop=False)["audio_values"]
+    np.testing.assert_array_equal(plain, processor(videos=path, do_face_crop=False)["audio_values"])
+    gained = processor(videos=path, do_face_crop=False, magnitudes=1.25)["audio_values"]
+    # A gain g shifts the log-mel values of the signal by 2 ln(g) before normalisation (bins that hold no mel
+    # filter stay at the log floor).
+    shift = 2 * np.log(1.25) / (2 * processor.feature_extractor.std)
+    difference = gained[0, 0, :200] - plain[0, 0, :200]
+    assert np.mean(np.abs(difference - shift) < 2e-3) > 0.95 and np.abs(np.median(difference) - shift) < 1e-4
+    # Train mode with a seed: the window is drawn first, then the gain, as in the official loader.
+    jittered = processor(videos=path, sampling_mode="train", magnitude_jitter=True, generator=4, do_face_crop=False)
+    stream = np.random.RandomState(4)
+    stream.randint(64, 100)
+    expected = processor(
+        videos=path, sampling_mode="train", generator=4, magnitudes=draw_magnitude(stream), do_face_crop=False
+    )
+    np.testing.assert_array_equal(jittered["audio_values"], expected["audio_values"])
+
+
+def test_audio_only_call(processor):
+    audio_values = processor(audio=[synthetic.speech_like_audio(2.0)], sampling_rate=16000)["audio_values"]
+    assert audio_values.shape == (1, 1, 256, 128)
+    with pytest.raises(ValueError, match="videos"):
+        processor()
+
+
+def test_save_load_and_auto_processor(tmp_path, processor_index_clips):
+    from transformers import AutoProcessor
+
+    processor = AVFMAEProcessor(
+        AVFMAEVideoProcessor(num_frames=8, do_face_crop=False),
+        AVFMAEFeatureExtractor(max_length=128),
+        missing_audio="silence",
+    )
+    processor.save_pretrained(tmp_path)
+    AVFMAEConfig().save_pretrained(tmp_path)
+    for loaded in (AVFMAEProcessor.from_pretrained(tmp_path), AutoProcessor.from_pretrained(tmp_path)):
+        assert isinstance(loaded, AVFMAEProcessor)
+        assert (
+            isinstance(loaded.image_processor, AVFMAEVideoProcessor)
+            and loaded.video_processor is loaded.image_processor
+        )
+        assert loaded.image_processor.to_dict() == processor.image_processor.to_dict()
+        assert loaded.feature_extractor.to_dict() == processor.feature_extractor.to_dict()
+        assert loaded.missing_audio == "silence"
+        inputs = loaded(videos=processor_index_clips["short"], return_tensors="pt")
+        assert inputs["pixel_values"].shape == (1, 8, 3, 160, 160) and inputs["audio_values"].shape == (1, 1, 128, 128)
+
+
+def test_data_loader_workers(processor_index_clips, processor_face_clip):
+    """Worker processes (fork) run the processor, also after the parent used the face detector."""
+    processor = AVFMAEProcessor()
+    processor(videos=processor_face_clip[0])
+
+    class Clips(torch.utils.data.Dataset):
+        def __len__(self):
+            return 4
+
+        def __getitem__(self, index):
+            inputs = processor(videos=processor_index_clips["short"], do_face_crop=index % 2 == 0, return_tensors="pt")
+            # Outputs made in a worker live in shared memory: sending them to the main process copies nothing.
+            return {**inputs, "shared": torch.tensor(inputs["pixel_values"].is_shared())}
+
+    loader = torch.utils.data.DataLoader(Clips(), batch_size=None, num_workers=2, timeout=120)
+    batches = list(loader)
+    assert len(batches) == 4 and all(batch["pixel_values"].shape == (1, 16, 3, 160, 160) for batch in batches)
+    assert all(batch["shared"] for batch in batches)
+    assert not processor(videos=processor_index_clips["short"], return_tensors="pt")["pixel_values"].is_shared()
+
+
+def test_unaligned_audio_and_audio_file_errors(processor, processor_index_clips, tmp_path):
+    path = processor_index_clips["25fps"]
+    aligned = processor(videos=path, sampling_mode="test", test_segment=1, do_face_crop=False)["audio_values"]
+    whole = processor(videos=path, sampling_mode="test", test_segment=1, do_face_crop=False, align_audio=False)
+    expected = expected_audio_values(processor.feature_extractor, path, (0, 99), 100)
+    np.testing.assert_allclose(whole["audio_values"][0], expected.numpy(), atol=1e-6)
+    assert not np.allclose(whole["audio_values"], aligned)
+    assert AVFMAEProcessor(align_audio=False).align_audio is False
+    broken_audio = tmp_path / "broken.wav"
+    broken_audio.write_bytes(b"RIFF" + b"\x00" * 100)
+    with pytest.raises(ValueError, match=f"item 0 \\({str(broken_audio)!r}\\)"):
+        processor(videos=path, audio=str(broken_audio), do_face_crop=False)
