@@ -42,6 +42,7 @@ from .hub_avfmae import (
     write_checkpoint_files,
 )
 from .modeling_avfmae import AVFMAEForPreTraining, AVFMAEForVideoClassification, AVFMAEPreTrainedModel
+from .processing_avfmae import AVFMAEProcessor
 
 
 logger = logging.get_logger(__name__)
@@ -562,7 +563,7 @@ def convert_checkpoint(
     Steps: safe loading ([`load_original_checkpoint`]); the configuration from the weights and the checkpoint's
     `args` ([`build_config`]) and the labels ([`resolve_labels`]); the state-dict conversion with its report; the
     export ([`~hub_avfmae.write_checkpoint_files`]: safetensors, config with the full `auto_map`, code files, the
-    processor when given, model card) into a temporary folder next to `output_dir`; with `verify` (implied by
+    processor, model card) into a temporary folder next to `output_dir`; with `verify` (implied by
     `reference_dir`) the checks of [`verify_export`]; then the folder is moved into place and published to
     `push_to_hub` in one commit. Any error, a failed verification included ([`VerificationError`]), leaves no output.
 
@@ -580,7 +581,7 @@ def convert_checkpoint(
         unsafe_pickle: unrestricted unpickling of a trusted `.pth` that safe loading refuses.
         overwrite: replace a non-empty `output_dir`.
         max_shard_size: largest safetensors shard.
-        processor: saved with the model when given.
+        processor: saved with the model; default: [`AVFMAEProcessor.for_model_config`] of the converted config.
         base_model, eval_results: model-card metadata; `eval_results` are `(metric, value)` pairs on `dataset`.
     """
     if output_dir is None and push_to_hub is None:
@@ -650,6 +651,7 @@ def convert_checkpoint(
         files=[],
         dropped_entries=dropped_entries,
     )
+    processor = processor if processor is not None else AVFMAEProcessor.for_model_config(config)
     staging = staged_directory(output_dir, overwrite=overwrite) if output_dir is not None else _temporary_folder()
     with staging as folder:
         result.files = write_checkpoint_files(

@@ -20,6 +20,7 @@ from transformers.utils import logging
 
 from .configuration_avfmae import PRESETS, AVFMAEConfig
 from .modeling_avfmae import AVFMAEForPreTraining, AVFMAEForVideoClassification, AVFMAEModel, AVFMAEPreTrainedModel
+from .processing_avfmae import AVFMAEProcessor
 
 
 logger = logging.get_logger(__name__)
@@ -31,6 +32,8 @@ AUTO_CLASSES = {
     "AutoModelForPreTraining": AVFMAEForPreTraining,
     "AutoModelForVideoClassification": AVFMAEForVideoClassification,
 }
+# The parts of a processor and the Auto class each answers to in remote code.
+PROCESSOR_PARTS = {"image_processor": "AutoImageProcessor", "feature_extractor": "AutoFeatureExtractor"}
 DEFAULT_MAX_SHARD_SIZE = "2GB"
 LICENSE = "apache-2.0"
 TAGS = (
@@ -86,12 +89,18 @@ def _auto_class_of(model: AVFMAEPreTrainedModel) -> str:
 
 
 @contextmanager
-def carrying_remote_code(model: AVFMAEPreTrainedModel) -> Iterator[None]:
-    """Within the block, `model.save_pretrained` also writes the code files and the complete `auto_map`.
+def carrying_remote_code(model: AVFMAEPreTrainedModel, processor: Any = None) -> Iterator[None]:
+    """Within the block, `model.save_pretrained` also writes the code files and the complete `auto_map`, and so does
+    `processor.save_pretrained` for an [`AVFMAEProcessor`] (its `processor_config.json` gets its own `auto_map`).
 
     `register_for_auto_class` marks a class for the rest of the process; this scope restores the classes and the
     config afterwards, so later ordinary saves stay code-free."""
     classes = {type(model.config): "AutoConfig", type(model): _auto_class_of(model)}
+    if isinstance(processor, AVFMAEProcessor):
+        classes[type(processor)] = "AutoProcessor"
+        for attribute, auto_class in PROCESSOR_PARTS.items():
+            if getattr(processor, attribute, None) is not None:
+                classes[type(getattr(processor, attribute))] = auto_class
     previous = {cls: cls.__dict__.get("_auto_class", _UNSET) for cls in classes}
     previous_map = model.config.__dict__.get("auto_map", _UNSET)
     try:
@@ -354,10 +363,10 @@ def write_checkpoint_files(
 ) -> list[str]:
     """Writes the export into an existing folder (see [`export_checkpoint`]) and returns the file names."""
     folder = Path(folder)
-    with carrying_remote_code(model):
+    with carrying_remote_code(model, processor):
         model.save_pretrained(folder, max_shard_size=max_shard_size)
-    if processor is not None:
-        processor.save_pretrained(folder)
+        if processor is not None:
+            processor.save_pretrained(folder)
     (model_card or build_model_card(model)).save(folder / "README.md")
     return sorted(str(path.relative_to(folder)) for path in folder.rglob("*") if path.is_file())
 

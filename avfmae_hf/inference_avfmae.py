@@ -33,13 +33,13 @@ def load_classifier(
     initialised model of preset `size` (nothing is downloaded). Returns `(model, processor, pretrained)`."""
     if checkpoint is None:
         model = AVFMAEForVideoClassification(AVFMAEConfig.from_preset(size))
-        return model.eval(), AVFMAEProcessor(), False
+        return model.eval(), AVFMAEProcessor.for_model_config(model.config), False
     model = AVFMAEForVideoClassification.from_pretrained(checkpoint)
     try:
         processor = AVFMAEProcessor.from_pretrained(checkpoint)
     except OSError:
-        logger.warning(f"{checkpoint} has no processor configuration; using the default AVFMAEProcessor.")
-        processor = AVFMAEProcessor()
+        logger.warning(f"{checkpoint} has no processor configuration; using the model's default processor.")
+        processor = AVFMAEProcessor.for_model_config(model.config)
     return model.eval(), processor, True
 
 

@@ -93,6 +93,17 @@ class AVFMAEProcessor(ProcessorMixin):
             **kwargs,
         )
 
+    @classmethod
+    def for_model_config(cls, config) -> "AVFMAEProcessor":
+        """The default processor for an [`AVFMAEConfig`]: frames, frame size, fbank length and mel bins of its towers."""
+        video, audio = config.video_config, config.audio_config
+        return cls(
+            AVFMAEVideoProcessor(
+                num_frames=video.num_frames, size={"height": video.image_size, "width": video.image_size}
+            ),
+            AVFMAEFeatureExtractor(max_length=audio.max_length, num_mel_bins=audio.num_mel_bins),
+        )
+
     @property
     def video_processor(self) -> AVFMAEVideoProcessor:
         """The video processor (the same object as `image_processor`)."""

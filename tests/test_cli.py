@@ -12,9 +12,9 @@ import pytest
 import torch
 from huggingface_hub import HfApi, ModelCard
 from safetensors.torch import load_file, save_file
-from transformers import AutoModelForPreTraining, AutoModelForVideoClassification
+from transformers import AutoModelForPreTraining, AutoModelForVideoClassification, AutoProcessor
 
-from avfmae_hf import AVFMAEForPreTraining, AVFMAEForVideoClassification, cli
+from avfmae_hf import AVFMAEForPreTraining, AVFMAEForVideoClassification, AVFMAEProcessor, cli
 from avfmae_hf.checkpoint_avfmae import build_config, convert_checkpoint
 from avfmae_hf.convert_avfmae import describe_original_state_dict
 from tests.official_checkpoints import (
@@ -74,6 +74,13 @@ def test_cli_conversion_of_the_fixtures_reproduces_the_official_outputs(
     model = auto_class.from_pretrained(folder)
     assert type(model) is model_class
     assert f"{model.num_parameters():,} parameters" in out
+    # the matching processor is saved beside the model, sized for it
+    processor = AutoProcessor.from_pretrained(folder)
+    assert type(processor) is AVFMAEProcessor
+    assert processor.image_processor.num_frames == model.config.video_config.num_frames
+    assert processor.image_processor.size == {"height": 16, "width": 16}
+    assert processor.feature_extractor.max_length == model.config.audio_config.max_length == 32
+    assert processor.feature_extractor.num_mel_bins == model.config.audio_config.num_mel_bins == 16
 
 
 def test_deliberate_mismatch_exits_non_zero_and_writes_nothing(tmp_path, capsys, fake_hub):

@@ -11,15 +11,21 @@ import torch
 from huggingface_hub import EvalResult, HfApi, ModelCard
 from safetensors.torch import load_file, save_file
 from transformers import (
-    ASTFeatureExtractor,
     AutoConfig,
     AutoModel,
     AutoModelForPreTraining,
     AutoModelForVideoClassification,
+    AutoProcessor,
 )
 from transformers.dynamic_module_utils import check_imports, get_imports, get_relative_imports
 
-from avfmae_hf import AVFMAEConfig, AVFMAEForPreTraining, AVFMAEForVideoClassification, AVFMAEModel
+from avfmae_hf import (
+    AVFMAEConfig,
+    AVFMAEForPreTraining,
+    AVFMAEForVideoClassification,
+    AVFMAEModel,
+    AVFMAEProcessor,
+)
 from avfmae_hf.convert_avfmae import convert_original_state_dict
 from avfmae_hf.hub_avfmae import (
     CITATION,
@@ -41,6 +47,14 @@ FULL_AUTO_MAP = {
     "AutoModelForVideoClassification": "modeling_avfmae.AVFMAEForVideoClassification",
 }
 CODE_FILES = {"configuration_avfmae.py", "convert_avfmae.py", "masking_avfmae.py", "modeling_avfmae.py"}
+PROCESSOR_CODE_FILES = {
+    "errors_avfmae.py",
+    "face_detection_avfmae.py",
+    "feature_extraction_avfmae.py",
+    "processing_avfmae.py",
+    "video_decoding_avfmae.py",
+    "video_processing_avfmae.py",
+}
 REMOTE_CODE_DEPENDENCIES = {"torch", "numpy", "transformers", "huggingface_hub"}
 
 
@@ -53,13 +67,21 @@ def classifier():
 @pytest.fixture(scope="module")
 def classifier_folder(classifier, tmp_path_factory):
     folder = tmp_path_factory.mktemp("export") / "avf-mae-pp-tiny"
-    export_checkpoint(classifier, folder)
+    export_checkpoint(classifier, folder, processor=AVFMAEProcessor.for_model_config(classifier.config))
     return folder
+
+
+def tiny_clip(seed: int = 0) -> dict:
+    """Raw frames and a waveform for the tiny models' processor (16 frames of 16x16 after processing)."""
+    generator = torch.Generator().manual_seed(seed)
+    frames = torch.randint(0, 256, (20, 24, 24, 3), dtype=torch.uint8, generator=generator)
+    return {"videos": frames.numpy(), "audio": torch.randn(8000, generator=generator).numpy(), "sampling_rate": 16000}
 
 
 def test_export_writes_weights_config_with_full_auto_map_code_and_card(classifier, classifier_folder):
     files = {path.name for path in classifier_folder.iterdir()}
-    assert files == {"config.json", "model.safetensors", "README.md", *CODE_FILES}
+    expected = {"config.json", "model.safetensors", "README.md", "processor_config.json"}
+    assert files == expected | CODE_FILES | PROCESSOR_CODE_FILES
     assert json.loads((classifier_folder / "config.json").read_text())["auto_map"] == FULL_AUTO_MAP
     assert remote_code_auto_map() == FULL_AUTO_MAP
     assert remote_code_files() == sorted(CODE_FILES)
@@ -100,6 +122,13 @@ def test_package_path_loads_every_auto_class_without_flags(classifier, classifie
     with torch.no_grad():
         torch.testing.assert_close(reloaded(**inputs).logits, classifier(**inputs).logits, atol=0, rtol=0)
     assert reloaded.config.id2label == {0: "anger", 1: "joy", 2: "calm"}
+    processor = AutoProcessor.from_pretrained(classifier_folder)
+    assert type(processor) is AVFMAEProcessor
+    processed = processor(**tiny_clip(), return_tensors="pt")
+    assert processed["pixel_values"].shape == (1, 16, 3, 16, 16)
+    assert processed["audio_values"].shape == (1, 1, 32, 16)
+    with torch.no_grad():
+        assert classifier(**processed).logits.shape == (1, 3)
 
 
 def test_remote_code_files_import_only_torch_numpy_transformers_and_each_other(classifier_folder):
@@ -124,7 +153,7 @@ import importlib.abc
 import json
 import sys
 
-import_path, folder, inputs_path, outputs_path, result_path = json.loads(sys.argv[1])
+import_path, folder, inputs_path, clip_path, outputs_path, result_path = json.loads(sys.argv[1])
 
 
 class BlockPackage(importlib.abc.MetaPathFinder):
@@ -145,10 +174,10 @@ else:
 
 import torch
 from safetensors.torch import load_file, save_file
-from transformers import AutoConfig, AutoModel, AutoModelForVideoClassification
+from transformers import AutoConfig, AutoModel, AutoModelForVideoClassification, AutoProcessor
 
 auto_classes = {"AutoConfig": AutoConfig, "AutoModel": AutoModel,
-                "AutoModelForVideoClassification": AutoModelForVideoClassification}
+                "AutoModelForVideoClassification": AutoModelForVideoClassification, "AutoProcessor": AutoProcessor}
 refusals = {}
 for name, auto_class in auto_classes.items():
     try:
@@ -163,15 +192,23 @@ inputs = load_file(inputs_path)
 config = AutoConfig.from_pretrained(folder, trust_remote_code=True)
 backbone = AutoModel.from_pretrained(folder, trust_remote_code=True).eval()
 classifier = AutoModelForVideoClassification.from_pretrained(folder, trust_remote_code=True).eval()
+processor = AutoProcessor.from_pretrained(folder, trust_remote_code=True)
+clip = load_file(clip_path)
+processed = processor(
+    videos=clip["frames"].numpy(), audio=clip["audio"].numpy(), sampling_rate=16000, return_tensors="pt"
+)
 with torch.no_grad():
     outputs = {"pooler_output": backbone(**inputs).pooler_output, "logits": classifier(**inputs).logits}
+outputs.update({name: processed[name] for name in ("pixel_values", "audio_values")})
 save_file(outputs, outputs_path)
 result = {
     "importable": importable,
     "refusals": refusals,
     "classes": {
         name: [type(obj).__name__, type(obj).__module__]
-        for name, obj in [("config", config), ("backbone", backbone), ("classifier", classifier)]
+        for name, obj in [
+            ("config", config), ("backbone", backbone), ("classifier", classifier), ("processor", processor)
+        ]
     },
     "package_in_modules": sorted(name for name in sys.modules if name.split(".")[0] == "avfmae_hf"),
     "id2label": config.id2label,
@@ -184,11 +221,17 @@ with open(result_path, "w") as handle:
 def test_remote_code_path_loads_in_a_process_without_the_package(classifier, classifier_folder, tmp_path):
     inputs = tiny_inputs(classifier.config)
     save_file(inputs, tmp_path / "inputs.safetensors")
+    clip = tiny_clip()
+    save_file(
+        {"frames": torch.from_numpy(clip["videos"]), "audio": torch.from_numpy(clip["audio"])},
+        tmp_path / "clip.safetensors",
+    )
     (tmp_path / "remote_loader.py").write_text(REMOTE_LOADER)
     # this process's import path without the folders holding the package (the checkout); -S keeps site-packages'
     # .pth files, among them the development install's import hook, from running
     site_packages = [path for path in sys.path if path and not (Path(path) / "avfmae_hf").exists()]
     arguments = [site_packages, str(classifier_folder), str(tmp_path / "inputs.safetensors")]
+    arguments += [str(tmp_path / "clip.safetensors")]
     arguments += [str(tmp_path / "outputs.safetensors"), str(tmp_path / "result.json")]
     env = {
         "PATH": os.environ.get("PATH", ""),
@@ -208,10 +251,16 @@ def test_remote_code_path_loads_in_a_process_without_the_package(classifier, cla
     assert completed.returncode == 0, completed.stderr[-3000:]
     result = json.loads((tmp_path / "result.json").read_text())
     assert result["importable"] is False and result["package_in_modules"] == []
-    assert result["refusals"] == {"AutoConfig": True, "AutoModel": True, "AutoModelForVideoClassification": True}
+    assert result["refusals"] == {
+        "AutoConfig": True,
+        "AutoModel": True,
+        "AutoModelForVideoClassification": True,
+        "AutoProcessor": True,
+    }
     assert result["classes"]["config"][0] == "AVFMAEConfig"
     assert result["classes"]["backbone"][0] == "AVFMAEModel"
     assert result["classes"]["classifier"][0] == "AVFMAEForVideoClassification"
+    assert result["classes"]["processor"][0] == "AVFMAEProcessor"
     assert all(module.startswith("transformers_modules.") for _, module in result["classes"].values())
     assert result["id2label"] == {"0": "anger", "1": "joy", "2": "calm"}
 
@@ -226,6 +275,8 @@ def test_remote_code_path_loads_in_a_process_without_the_package(classifier, cla
                 "pooler_output": backbone(**inputs).pooler_output,
                 "logits": AutoModelForVideoClassification.from_pretrained(classifier_folder).eval()(**inputs).logits,
             }
+        processed = AutoProcessor.from_pretrained(classifier_folder)(**clip, return_tensors="pt")
+        local.update({name: processed[name] for name in ("pixel_values", "audio_values")})
     finally:
         torch.set_num_threads(threads)
     for name, value in local.items():
@@ -252,16 +303,19 @@ def fake_hub(monkeypatch):
 
 
 def test_push_to_hub_publishes_model_processor_code_and_card_in_one_commit(classifier, fake_hub):
-    processor = ASTFeatureExtractor(max_length=32, num_mel_bins=16)
+    processor = AVFMAEProcessor.for_model_config(classifier.config)
     commit = push_to_hub(classifier, "someone/avf-mae-pp-tiny", processor=processor, private=True)
 
     assert commit.commit_url.endswith("/commit/0123abc")
     assert fake_hub.repos == [("someone/avf-mae-pp-tiny", {"private": True, "exist_ok": True, "repo_type": "model"})]
     assert len(fake_hub.commits) == 1
     files = fake_hub.commits[0].files
-    assert set(files) == {"config.json", "model.safetensors", "README.md", "preprocessor_config.json", *CODE_FILES}
+    expected = {"config.json", "model.safetensors", "README.md", "processor_config.json"}
+    assert set(files) == expected | CODE_FILES | PROCESSOR_CODE_FILES
     assert json.loads(files["config.json"])["auto_map"] == FULL_AUTO_MAP
-    assert json.loads(files["preprocessor_config.json"])["num_mel_bins"] == 16
+    processor_config = json.loads(files["processor_config.json"])
+    assert processor_config["auto_map"] == {"AutoProcessor": "processing_avfmae.AVFMAEProcessor"}
+    assert processor_config["feature_extractor"]["num_mel_bins"] == 16
     assert fake_hub.commits[0].message == "Upload AVFMAEForVideoClassification"
     assert (
         'from_pretrained("someone/avf-mae-pp-tiny", trust_remote_code=True, revision=' in files["README.md"].decode()
