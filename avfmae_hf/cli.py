@@ -3,16 +3,21 @@
 it declares its options and a `run` function that calls the library and returns the exit status."""
 
 import argparse
+import json
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from huggingface_hub.errors import HfHubHTTPError
+from safetensors.torch import save_file
 
 from .checkpoint_avfmae import VerificationError, convert_checkpoint, parse_id2label, read_original_config
 from .configuration_avfmae import PRESETS
 from .convert_avfmae import OFFICIAL_DATASET_NUM_LABELS, OFFICIAL_LABEL_ORDERS
 from .hub_avfmae import DEFAULT_MAX_SHARD_SIZE
+from .inference_avfmae import extract_features, load_classifier, load_processor, predict_videos, run_demo
+from .modeling_avfmae import AVFMAEModel
 
 
 CONVERT_DESCRIPTION = """\
@@ -195,7 +200,126 @@ def add_convert_command(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=run_convert)
 
 
-COMMANDS = (add_convert_command,)
+def _print_input_error(command: str, error: Exception) -> int:
+    print(f"avfmae {command}: error: {error}", file=sys.stderr)
+    return 1
+
+
+def run_demo_command(args: argparse.Namespace) -> int:
+    try:
+        result = run_demo(args.video, args.checkpoint, args.size, args.output_dir)
+    except (ValueError, OSError) as error:
+        return _print_input_error("demo", error)
+    prediction = result.prediction
+    print(f"video:      {prediction.video}")
+    if result.pretrained:
+        print(f"model:      {args.checkpoint}")
+    else:
+        print(
+            f"model:      AVF-MAE++ {result.size}, randomly initialised: nothing is downloaded. Convert the official "
+            "checkpoint with `avfmae convert` and pass --checkpoint DIR for real predictions."
+        )
+    face = {True: "yes", False: "no (centre crop used)", None: "not searched"}[prediction.face_found]
+    print(f"face found: {face}")
+    print(
+        f"time:       {prediction.timings['processing_s']:.2f} s processing (decode, face crop, fbank), "
+        f"{prediction.timings['model_s']:.2f} s model"
+    )
+    print(
+        f"feature:    {prediction.features.shape[0]} values, L2 norm {float((prediction.features**2).sum() ** 0.5):.2f}"
+    )
+    if result.pretrained:
+        print("prediction: " + ", ".join(f"{label} {score:.3f}" for label, score in prediction.top(3)))
+    print("wrote:      " + ", ".join(str(path) for path in result.files))
+    return 0
+
+
+def add_demo_command(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "demo",
+        help="run one talking-face video through the processor and the model, offline",
+        description="Face crop, frame sampling and Kaldi fbank on a video (default: a short public-domain sample "
+        "shipped with the package), then AVF-MAE++; prints what happened and writes previews of the face crops and "
+        "the spectrogram. Nothing is downloaded: without --checkpoint the model is randomly initialised.",
+    )
+    parser.add_argument("--video", metavar="PATH", help="a talking-face video (default: the bundled sample)")
+    parser.add_argument("--checkpoint", metavar="DIR", help="a converted classification model folder")
+    parser.add_argument("--size", default="base", choices=tuple(PRESETS), help="size of the untrained model")
+    parser.add_argument("--output-dir", default="avfmae-demo", metavar="DIR", help="where to write the previews")
+    parser.set_defaults(run=run_demo_command)
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    try:
+        model, processor, _ = load_classifier(args.checkpoint)
+        predictions = predict_videos(
+            args.videos, model, processor, batch_size=args.batch_size, sampling_mode=args.sampling_mode
+        )
+    except (ValueError, OSError) as error:
+        return _print_input_error("predict", error)
+    for prediction in predictions:
+        top = ", ".join(f"{label} {score:.3f}" for label, score in prediction.top(args.top_k))
+        face = "" if prediction.face_found is not False else "  (no face found: centre crop)"
+        print(f"{prediction.video}: {top}{face}")
+    if args.json:
+        records = [
+            {"video": prediction.video, "scores": prediction.scores, "face_found": prediction.face_found}
+            for prediction in predictions
+        ]
+        Path(args.json).write_text(json.dumps(records, indent=1))
+    return 0
+
+
+def add_predict_command(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "predict",
+        help="emotion predictions for talking-face videos with a converted classification model",
+        description="Runs the processor saved with the model (face crop, 16 frames, fbank) and the classifier on "
+        "every video and prints the top labels with their probabilities.",
+    )
+    parser.add_argument("videos", nargs="+", metavar="VIDEO", help="video files (or folders of face frames)")
+    parser.add_argument("--checkpoint", required=True, metavar="DIR", help="a converted classification model folder")
+    parser.add_argument("--top-k", type=int, default=3, metavar="K", help="labels to print per video (default 3)")
+    parser.add_argument("--batch-size", type=int, default=4, metavar="N", help="videos per forward pass")
+    parser.add_argument(
+        "--sampling-mode", choices=("uniform", "test"), default="uniform", help="frame sampling (default uniform)"
+    )
+    parser.add_argument("--json", metavar="PATH", help="also write every score to this JSON file")
+    parser.set_defaults(run=run_predict)
+
+
+def run_extract_features(args: argparse.Namespace) -> int:
+    try:
+        model = AVFMAEModel.from_pretrained(args.checkpoint).eval()
+        processor = load_processor(args.checkpoint, model.config)
+        features = extract_features(args.videos, model, processor, batch_size=args.batch_size)
+    except (ValueError, OSError) as error:
+        return _print_input_error("extract-features", error)
+    save_file(
+        {"features": features.contiguous()},
+        args.output,
+        metadata={"videos": json.dumps([str(video) for video in args.videos])},
+    )
+    print(f"wrote {args.output}: features {tuple(features.shape)} (one row per video, in the order given)")
+    return 0
+
+
+def add_extract_features_command(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "extract-features",
+        help="pooled audio-visual features of videos, from any converted model",
+        description="Writes a safetensors file whose 'features' tensor holds one row per video: the concatenated "
+        "means of the fused video and audio tokens (AVFMAEModel's pooler_output). Works with pretraining and "
+        "classification folders alike.",
+    )
+    parser.add_argument("videos", nargs="+", metavar="VIDEO", help="video files (or folders of face frames)")
+    parser.add_argument("--checkpoint", required=True, metavar="DIR", help="a converted model folder")
+    parser.add_argument("--output", required=True, metavar="FILE", help="the .safetensors file to write")
+    parser.add_argument("--batch-size", type=int, default=4, metavar="N", help="videos per forward pass")
+    parser.set_defaults(run=run_extract_features)
+
+
+COMMANDS = (add_convert_command, add_demo_command, add_predict_command, add_extract_features_command)
 
 
 class _StderrHandler(logging.StreamHandler):
@@ -235,4 +359,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     return args.run(args)
 
 
-__all__ = ["COMMANDS", "add_convert_arguments", "add_convert_command", "build_parser", "main", "run_convert"]
+__all__ = [
+    "COMMANDS",
+    "add_convert_arguments",
+    "add_convert_command",
+    "add_demo_command",
+    "add_extract_features_command",
+    "add_predict_command",
+    "build_parser",
+    "main",
+    "run_convert",
+]

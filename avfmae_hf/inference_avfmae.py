@@ -12,7 +12,7 @@ import torch
 from transformers.utils import logging
 
 from .configuration_avfmae import AVFMAEConfig
-from .modeling_avfmae import AVFMAEForVideoClassification
+from .modeling_avfmae import AVFMAEForVideoClassification, AVFMAEModel
 from .processing_avfmae import AVFMAEProcessor
 
 
@@ -35,12 +35,7 @@ def load_classifier(
         model = AVFMAEForVideoClassification(AVFMAEConfig.from_preset(size))
         return model.eval(), AVFMAEProcessor.for_model_config(model.config), False
     model = AVFMAEForVideoClassification.from_pretrained(checkpoint)
-    try:
-        processor = AVFMAEProcessor.from_pretrained(checkpoint)
-    except OSError:
-        logger.warning(f"{checkpoint} has no processor configuration; using the model's default processor.")
-        processor = AVFMAEProcessor.for_model_config(model.config)
-    return model.eval(), processor, True
+    return model.eval(), load_processor(checkpoint, model.config), True
 
 
 @dataclass
@@ -112,6 +107,34 @@ def predict_videos(
     return predictions
 
 
+def extract_features(
+    videos: list,
+    model: AVFMAEModel,
+    processor: AVFMAEProcessor,
+    *,
+    batch_size: int = 4,
+    **processor_kwargs,
+) -> torch.Tensor:
+    """Pooled audio-visual features `(num_videos, 2 * hidden_size)` (`(num_videos, hidden_size)` for a video-only
+    model): the concatenated means of the fused video and audio tokens, before any classification head."""
+    features = []
+    for start in range(0, len(videos), batch_size):
+        inputs = processor(videos=videos[start : start + batch_size], return_tensors="pt", **processor_kwargs)
+        with torch.no_grad():
+            outputs = model(pixel_values=inputs["pixel_values"], audio_values=inputs.get("audio_values"))
+        features.append(outputs.pooler_output)
+    return torch.cat(features)
+
+
+def load_processor(checkpoint: str | os.PathLike, config: AVFMAEConfig) -> AVFMAEProcessor:
+    """The processor saved with a checkpoint, or the config's default when the folder has none."""
+    try:
+        return AVFMAEProcessor.from_pretrained(checkpoint)
+    except OSError:
+        logger.warning(f"{checkpoint} has no processor configuration; using the model's default processor.")
+        return AVFMAEProcessor.for_model_config(config)
+
+
 def save_clip_preview(pixel_values: torch.Tensor, path: str | os.PathLike, image_mean, image_std) -> None:
     """Saves the frames of one clip `(T, 3, H, W)` (normalised) as a grid image."""
     from PIL import Image
@@ -134,9 +157,20 @@ def save_spectrogram_preview(audio_values: torch.Tensor, path: str | os.PathLike
     from PIL import Image
 
     spectrogram = audio_values[0].T.flip(0)
-    low, high = spectrogram.min(), spectrogram.max()
-    scaled = ((spectrogram - low) / (high - low).clamp(min=1e-6) * 255).round().to(torch.uint8)
+    # digital silence sits at the log floor, far below speech: scale from the 5th percentile so speech keeps contrast
+    low, high = torch.quantile(spectrogram.flatten(), 0.05), spectrogram.max()
+    scaled = ((spectrogram - low) / (high - low).clamp(min=1e-6)).clamp(0, 1).mul(255).round().to(torch.uint8)
     Image.fromarray(scaled.numpy()).resize((spectrogram.shape[1] * 2, spectrogram.shape[0] * 2)).save(path)
+
+
+@dataclass
+class DemoResult:
+    """What [`run_demo`] did: the prediction, whether the weights were pretrained, and the preview images."""
+
+    prediction: VideoPrediction
+    pretrained: bool
+    size: str
+    files: list[Path]
 
 
 def run_demo(
@@ -144,27 +178,31 @@ def run_demo(
     checkpoint: str | os.PathLike | None = None,
     size: str = "base",
     output_dir: str | os.PathLike = "avfmae-demo",
-) -> tuple[VideoPrediction, Path]:
-    """The offline demo: one talking-face video through the processor (face crop, 16 frames, Kaldi fbank aligned
-    to the frames) and AVF-MAE++; writes previews of the face crops and the spectrogram into `output_dir`."""
+) -> DemoResult:
+    """The offline demo: one talking-face video (default: the bundled sample) through the processor (face crop, 16
+    frames, Kaldi fbank aligned to the frames) and AVF-MAE++. Without `checkpoint` the model of preset `size` is
+    randomly initialised, since nothing is downloaded. Writes previews of the face crops and the spectrogram into
+    `output_dir`."""
     video = Path(video) if video is not None else sample_video_path()
-    model, processor, _ = load_classifier(checkpoint, size)
+    model, processor, pretrained = load_classifier(checkpoint, size)
     began = time.perf_counter()
     inputs = processor(videos=str(video), return_tensors="pt")
     prediction = predict_processed(model, inputs, [str(video)], time.perf_counter() - began)[0]
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
+    files = [output_dir / "face_crops.png", output_dir / "spectrogram.png"]
     video_processor = processor.image_processor
-    save_clip_preview(
-        inputs["pixel_values"][0], output_dir / "face_crops.png", video_processor.image_mean, video_processor.image_std
-    )
-    save_spectrogram_preview(inputs["audio_values"][0], output_dir / "spectrogram.png")
-    return prediction, output_dir
+    save_clip_preview(inputs["pixel_values"][0], files[0], video_processor.image_mean, video_processor.image_std)
+    save_spectrogram_preview(inputs["audio_values"][0], files[1])
+    return DemoResult(prediction=prediction, pretrained=pretrained, size=size, files=files)
 
 
 __all__ = [
+    "DemoResult",
     "VideoPrediction",
+    "extract_features",
     "load_classifier",
+    "load_processor",
     "predict_processed",
     "predict_videos",
     "run_demo",
