@@ -6,6 +6,9 @@ and range are reported. Inputs are random tensors of the real shapes.
     python benchmarks/benchmark_model.py --size base --threads 2
     python benchmarks/benchmark_model.py --cases classification_forward_b1 --dtype bfloat16
 
+With --dtype bfloat16 the inference cases run a bf16 model (`model.to(torch.bfloat16)`; inputs stay float32, the
+embeddings cast them) and the training cases run under `torch.autocast("cpu", dtype=torch.bfloat16)`.
+
 Figures and the machine they came from are recorded in benchmarks/README.md.
 """
 
@@ -71,14 +74,18 @@ def build_step(case: str, size: str, dtype: str, compile_model: bool) -> Callabl
             outputs = model(pixel_values, audio_values, labels=labels if training else None)
             return outputs.loss if training else outputs.logits
 
+    inference = case.startswith("classification_forward")
+    if inference:
+        # inference keeps the weights themselves in the chosen precision; training uses autocast (mixed precision)
+        model.to(torch_dtype)
     if compile_model:
         model.forward = torch.compile(model.forward)
 
-    autocast = torch.autocast("cpu", dtype=torch_dtype, enabled=torch_dtype != torch.float32)
+    autocast = torch.autocast("cpu", dtype=torch_dtype, enabled=torch_dtype != torch.float32 and not inference)
 
     def step():
-        if case.startswith("classification_forward"):
-            with torch.no_grad(), autocast:
+        if inference:
+            with torch.no_grad():
                 run()
         else:
             with autocast:
