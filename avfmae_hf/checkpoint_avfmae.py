@@ -634,6 +634,7 @@ def convert_checkpoint(
             f"Its classification head ({_abbreviate_keys(report.initialized)}) is newly initialised, not trained: "
             "fine-tune the model before using its predictions."
         )
+    processor = processor if processor is not None else AVFMAEProcessor.for_model_config(config)
     card = build_model_card(
         model,
         repo_id=push_to_hub,
@@ -642,6 +643,7 @@ def convert_checkpoint(
         source=source,
         model_name=push_to_hub or (Path(output_dir).name if output_dir is not None else None),
         notes=notes,
+        with_processor=True,
     )
     result = ConversionResult(
         config=config,
@@ -651,7 +653,6 @@ def convert_checkpoint(
         files=[],
         dropped_entries=dropped_entries,
     )
-    processor = processor if processor is not None else AVFMAEProcessor.for_model_config(config)
     staging = staged_directory(output_dir, overwrite=overwrite) if output_dir is not None else _temporary_folder()
     with staging as folder:
         result.files = write_checkpoint_files(

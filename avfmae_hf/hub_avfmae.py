@@ -72,10 +72,12 @@ def remote_code_auto_map() -> dict[str, str]:
     return {auto: f"{cls.__module__.rsplit('.', 1)[-1]}.{cls.__name__}" for auto, cls in AUTO_CLASSES.items()}
 
 
-def remote_code_files() -> list[str]:
-    """Names of the Python files an export carries: the modules of the Auto classes and their relative imports."""
+def remote_code_files(with_processor: bool = False) -> list[str]:
+    """Names of the Python files an export carries: the modules of the Auto classes and their relative imports (and
+    those of [`AVFMAEProcessor`] when the export includes it)."""
+    classes = [*AUTO_CLASSES.values(), *([AVFMAEProcessor] if with_processor else [])]
     files = set()
-    for cls in AUTO_CLASSES.values():
+    for cls in classes:
         module_file = sys.modules[cls.__module__].__file__
         files |= {Path(path).name for path in [module_file, *get_relative_import_files(module_file)]}
     return sorted(files)
@@ -181,6 +183,7 @@ def build_model_card(
     source: str | None = None,
     model_name: str | None = None,
     notes: Iterable[str] = (),
+    with_processor: bool = False,
 ) -> ModelCard:
     """A model card for an exported AVF-MAE++ model: metadata (see [`model_card_data`]), what the checkpoint is, its
     inputs and labels, both ways of loading it (package installed, or `trust_remote_code=True` with a pinned
@@ -195,6 +198,7 @@ def build_model_card(
         source: where the weights come from (e.g. "the official checkpoint `AVF-MAE++_huge.pth`").
         model_name: the name results are listed under (default: the repository name).
         notes: sentences added to the description (e.g. that a classification head is untrained).
+        with_processor: the repository also holds an [`AVFMAEProcessor`]; the loading examples then show it.
     """
     config = model.config
     eval_results = list(eval_results or [])
@@ -239,7 +243,16 @@ def build_model_card(
     if base_model:
         rows.append(("fine-tuned from", f"[{base_model}](https://huggingface.co/{base_model})"))
     table = "\n".join(["| | |", "| --- | --- |", *(f"| {key} | {value} |" for key, value in rows)])
-    code_files = ", ".join(f"`{name}`" for name in remote_code_files())
+    code_files = ", ".join(f"`{name}`" for name in remote_code_files(with_processor))
+    auto_imports = f"{auto_class}, AutoProcessor" if with_processor else auto_class
+    processor_line = processor_remote_line = ""
+    if with_processor:
+        processor_line = f'\nprocessor = AutoProcessor.from_pretrained("{name}")'
+        processor_remote_line = (
+            f'\nprocessor = AutoProcessor.from_pretrained("{name}", trust_remote_code=True, revision="<commit sha>")'
+        )
+        processor_line += '\ninputs = processor(videos="talking_face.mp4", return_tensors="pt")  # face crop + fbank'
+        processor_line += "\noutputs = model(**inputs)"
     results = ""
     if eval_results:
         lines = [
@@ -265,18 +278,18 @@ With the `avfmae-hf` package installed, importing it registers the AVF-MAE++ cla
 
 ```python
 import avfmae_hf  # noqa: F401
-from transformers import {auto_class}
+from transformers import {auto_imports}
 
-model = {auto_class}.from_pretrained("{name}")
+model = {auto_class}.from_pretrained("{name}"){processor_line}
 ```
 
-With transformers alone, the Python files of this repository ({code_files}) define the model.
+With transformers alone, the Python files of this repository ({code_files}) define the model{" and the processor" if with_processor else ""}.
 `trust_remote_code=True` runs them, so pin `revision` to a commit you have reviewed:
 
 ```python
-from transformers import {auto_class}
+from transformers import {auto_imports}
 
-model = {auto_class}.from_pretrained("{name}", trust_remote_code=True, revision="<commit sha>")
+model = {auto_class}.from_pretrained("{name}", trust_remote_code=True, revision="<commit sha>"){processor_remote_line}
 ```
 
 `AutoConfig`, `AutoModel`, `AutoModelForPreTraining` and `AutoModelForVideoClassification` all work on this
@@ -367,7 +380,7 @@ def write_checkpoint_files(
         model.save_pretrained(folder, max_shard_size=max_shard_size)
         if processor is not None:
             processor.save_pretrained(folder)
-    (model_card or build_model_card(model)).save(folder / "README.md")
+    (model_card or build_model_card(model, with_processor=processor is not None)).save(folder / "README.md")
     return sorted(str(path.relative_to(folder)) for path in folder.rglob("*") if path.is_file())
 
 

@@ -83,6 +83,9 @@ def test_export_writes_weights_config_with_full_auto_map_code_and_card(classifie
     expected = {"config.json", "model.safetensors", "README.md", "processor_config.json"}
     assert files == expected | CODE_FILES | PROCESSOR_CODE_FILES
     assert json.loads((classifier_folder / "config.json").read_text())["auto_map"] == FULL_AUTO_MAP
+    card = (classifier_folder / "README.md").read_text()
+    assert "processor = AutoProcessor.from_pretrained(" in card
+    assert all(f"`{name}`" in card for name in CODE_FILES | PROCESSOR_CODE_FILES)
     assert remote_code_auto_map() == FULL_AUTO_MAP
     assert remote_code_files() == sorted(CODE_FILES)
     # the export's remote-code settings do not leak into later ordinary saves
