@@ -526,8 +526,9 @@ def keep_logits(logits, labels) -> torch.Tensor:
 
 
 class DatasetEpochCallback(TrainerCallback):
-    """Tells the training dataset which epoch starts (accelerate's data loader does not when its sampler is
-    seedable), so that seeded datasets draw fresh augmentations every epoch and reproducible ones on resume."""
+    """Tells the training dataset which epoch starts, so that seeded datasets draw fresh augmentations every epoch
+    and the same ones on resume. (accelerate's data loader forwards `set_epoch` to the dataset in single-process runs
+    but not in distributed ones, where it stops at the sharded batch sampler's seedable sampler.)"""
 
     def on_epoch_begin(self, args, state, control, train_dataloader=None, **kwargs):
         dataset = getattr(train_dataloader, "dataset", None)
