@@ -1,0 +1,695 @@
+# Copyright 2026 The avfmae-hf Authors. Licensed under the Apache License, Version 2.0.
+"""Training helpers for AVF-MAE++: list-file datasets, the collator, the official optimizer parameter groups
+(layer-wise learning-rate decay, no weight decay on 1-D parameters), a `Trainer` with both, multi-view evaluation
+and the evaluation metrics (UAR, WAR, weighted F1, CCC) shipped as `evaluate` modules inside the package.
+
+The scripts in `training/` are thin layers over this module. It is not imported by the model, configuration or
+processor modules, so checkpoints that carry their code do not need `evaluate`, `accelerate` or `datasets`.
+"""
+
+import csv
+import json
+import math
+import os
+import re
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from transformers import EvalPrediction, ProcessorMixin, Trainer, TrainerCallback
+from transformers.utils import logging
+
+from .processing_avfmae import AVFMAEProcessor
+from .video_processing_avfmae import SAMPLING_MODES
+
+
+logger = logging.get_logger(__name__)
+
+SINGLE_LABEL = "single_label_classification"
+MULTI_LABEL = "multi_label_classification"
+REGRESSION = "regression"
+PROBLEM_TYPES = (SINGLE_LABEL, MULTI_LABEL, REGRESSION)
+
+# The official recipes scale every learning rate by the total batch size over this reference batch (architecture.md
+# §10.1-10.2: lr = base_lr * total_batch / 256).
+REFERENCE_BATCH_SIZE = 256
+
+METRICS_DIR = Path(__file__).resolve().parent / "metrics"
+CLASSIFICATION_METRICS = ("uar", "war", "weighted_f1")
+REGRESSION_METRICS = ("ccc",)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# List files (architecture.md §11.1)
+# --------------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ListEntry:
+    """One line of a list file.
+
+    Attributes:
+        video (`str`): a video file or a folder of frames (one image per frame, in file-name order).
+        audio (`str`, *optional*): the audio file; `None` reads the video's own audio stream.
+        label (*optional*): a class index (single-label), a tuple of floats (regression) or `None` (unlabelled).
+    """
+
+    video: str
+    audio: str | None = None
+    label: int | tuple[float, ...] | None = None
+
+
+def _parse_label(text: str, label2id: Mapping[str, int] | None, where: str) -> int:
+    text = text.strip()
+    if label2id is not None and text in label2id:
+        return int(label2id[text])
+    try:
+        return int(text)
+    except ValueError:
+        known = f"; known names: {', '.join(label2id)}" if label2id else " (pass id2label/label2id to use names)"
+        raise ValueError(f"{where}: label {text!r} is neither a class index nor a known class name{known}.") from None
+
+
+def _parse_values(texts: Sequence[str], where: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(text) for text in texts)
+    except ValueError:
+        raise ValueError(f"{where}: regression targets must be numbers, got {list(texts)}.") from None
+
+
+def _resolve(path: str, root: Path | None) -> str:
+    return path if root is None or os.path.isabs(path) else os.fspath(root / path)
+
+
+def read_list_file(
+    path: str | os.PathLike,
+    label2id: Mapping[str, int] | None = None,
+    problem_type: str = SINGLE_LABEL,
+    root: str | os.PathLike | None = None,
+) -> list[ListEntry]:
+    """Read a list of videos (and labels) in one of the formats of architecture.md §11.1, or a simple CSV.
+
+    Formats, detected from the first line:
+    - official fine-tuning lists, space separated, no header: `<frames_dir> <audio.wav> <label>` (regression:
+      `<frames_dir> <audio.wav> <value> [<value> ...]`);
+    - official pretraining lists: `<video.mp4> <label>` (the label is a dummy there), or just `<video.mp4>`;
+    - CSV with a header row naming the columns: `video` (required), `audio` and `label` (optional); for several
+      regression targets, `label` holds them separated by spaces.
+
+    Labels are class indices or, with `label2id`, class names. Empty lines and lines starting with `#` are skipped.
+    Relative paths are taken relative to `root` (default: the list file's folder); paths in the space-separated
+    formats cannot contain spaces (as in the official code).
+    """
+    if problem_type not in PROBLEM_TYPES:
+        raise ValueError(f"Unknown problem_type {problem_type!r}; choose one of {PROBLEM_TYPES}.")
+    if problem_type == MULTI_LABEL:
+        raise ValueError("List files hold one label per video; multi-label targets are not supported.")
+    path = Path(path)
+    root = path.parent if root is None else Path(root)
+    lines = path.read_text().splitlines()
+    content = [(number, line) for number, line in enumerate(lines, 1) if line.strip() and not line.startswith("#")]
+    if not content:
+        raise ValueError(f"{path} lists no videos.")
+    if "," in content[0][1]:
+        return _read_csv(path, root, label2id, problem_type)
+    entries = []
+    for number, line in content:
+        where = f"{path}:{number}"
+        fields = line.split()
+        label = None
+        if problem_type == REGRESSION:
+            if len(fields) < 3:
+                raise ValueError(f"{where}: expected `<frames_dir> <audio> <value> [<value> ...]`, got {line!r}.")
+            video, audio, label = fields[0], fields[1], _parse_values(fields[2:], where)
+        elif len(fields) == 3:
+            video, audio, label = fields[0], fields[1], _parse_label(fields[2], label2id, where)
+        elif len(fields) == 2:
+            video, audio, label = fields[0], None, _parse_label(fields[1], label2id, where)
+        elif len(fields) == 1:
+            video, audio = fields[0], None
+        else:
+            raise ValueError(
+                f"{where}: expected `<frames_dir> <audio> <label>`, `<video> <label>` or `<video>`, got {len(fields)} "
+                f"fields in {line!r} (paths cannot contain spaces in this format; use a CSV file)."
+            )
+        entries.append(ListEntry(_resolve(video, root), None if audio is None else _resolve(audio, root), label))
+    return entries
+
+
+def _read_csv(path: Path, root: Path, label2id: Mapping[str, int] | None, problem_type: str) -> list[ListEntry]:
+    with open(path, newline="") as handle:
+        rows = list(csv.DictReader(line for line in handle if line.strip() and not line.startswith("#")))
+    if not rows or "video" not in rows[0]:
+        raise ValueError(f"{path}: a CSV list needs a header row with a `video` column (and optional audio, label).")
+    entries = []
+    for number, row in enumerate(rows, 2):
+        where = f"{path}:{number}"
+        label = (row.get("label") or "").strip()
+        if not label:
+            label = None
+        elif problem_type == REGRESSION:
+            label = _parse_values(label.split(), where)
+        else:
+            label = _parse_label(label, label2id, where)
+        audio = (row.get("audio") or "").strip() or None
+        entries.append(
+            ListEntry(_resolve(row["video"].strip(), root), None if audio is None else _resolve(audio, root), label)
+        )
+    return entries
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Datasets and collator
+# --------------------------------------------------------------------------------------------------------------------
+
+
+class AVFMAEVideoDataset(torch.utils.data.Dataset):
+    """Videos from a list file, run through [`AVFMAEProcessor`] one item at a time.
+
+    Args:
+        entries: a list file (see [`read_list_file`]) or a sequence of [`ListEntry`].
+        processor ([`AVFMAEProcessor`]): turns each video (and its audio) into model inputs.
+        sampling_mode (`str`, defaults to `"uniform"`): the processor's frame sampling: `"train"` (a random window,
+            the official training sampling), `"uniform"` (deterministic, whole clip) or `"test"` (the official test
+            segments).
+        seed (`int`, *optional*): makes the random parts (the `"train"` window, the audio gain) a function of
+            `(seed, epoch, index)`, so that an item is the same whichever worker loads it and a resumed run sees the
+            same data; call [`set_epoch`] every epoch ([`AVFMAETrainer`] does). Without a seed, each item draws its
+            randomness from torch's global generator (seeded per `DataLoader` worker by torch, and by `set_seed`).
+        test_segments (`Sequence[int]`, *optional*): the segments of the `"test"` mode; defaults to all
+            `processor.image_processor.num_test_segments`. With more than one, an item holds every view:
+            `pixel_values` `(num_views, T, 3, H, W)` and `audio_values` `(num_views, 1, time, mel)`, which
+            [`AVFMAETrainer`] averages (softmax mean, the official protocol).
+        audio_gain_jitter (`bool`, *optional*): the official random audio gain (Beta(10, 10) + 0.5); defaults to on
+            in the `"train"` mode (an augmentation there) and off otherwise (the official code also applies it at test
+            time, see the feature extractor).
+        label2id (`Mapping[str, int]`, *optional*), problem_type (`str`): how labels are read (see
+            [`read_list_file`]).
+        with_labels (`bool`, defaults to `True`): add `labels` to each item (every entry must have one).
+        use_audio (`bool`, defaults to `True`): `False` leaves out `audio_values` (video-only models).
+
+    Each item is a dict of tensors: `pixel_values` `(T, 3, H, W)`, `audio_values` `(1, time, mel)` and `labels`
+    (a long scalar for classification, float `(num_targets,)` for regression).
+    """
+
+    def __init__(
+        self,
+        entries: str | os.PathLike | Sequence[ListEntry],
+        processor: AVFMAEProcessor,
+        sampling_mode: str = "uniform",
+        seed: int | None = None,
+        test_segments: Sequence[int] | None = None,
+        audio_gain_jitter: bool | None = None,
+        label2id: Mapping[str, int] | None = None,
+        problem_type: str = SINGLE_LABEL,
+        with_labels: bool = True,
+        use_audio: bool = True,
+    ):
+        if sampling_mode not in SAMPLING_MODES:
+            raise ValueError(f"Unknown sampling_mode {sampling_mode!r}; choose one of {SAMPLING_MODES}.")
+        if isinstance(entries, (str, os.PathLike)):
+            entries = read_list_file(entries, label2id=label2id, problem_type=problem_type)
+        self.entries = list(entries)
+        if with_labels:
+            unlabelled = [entry.video for entry in self.entries if entry.label is None]
+            if unlabelled:
+                raise ValueError(f"{len(unlabelled)} entries have no label, e.g. {unlabelled[0]}.")
+        self.processor = processor
+        self.sampling_mode = sampling_mode
+        self.seed = seed
+        self.epoch = 0
+        num_segments = processor.image_processor.num_test_segments
+        self.test_segments = tuple(range(num_segments) if test_segments is None else test_segments)
+        if sampling_mode == "test" and not self.test_segments:
+            raise ValueError("The test mode needs at least one test segment.")
+        self.audio_gain_jitter = sampling_mode == "train" if audio_gain_jitter is None else audio_gain_jitter
+        self.problem_type = problem_type
+        self.with_labels = with_labels
+        self.use_audio = use_audio
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch whose random draws the next items use (with a `seed`)."""
+        self.epoch = int(epoch)
+
+    def random_state(self, index: int) -> np.random.RandomState | None:
+        """The random source of item `index` (see `seed`); `None` when nothing is random (deterministic sampling, no
+        audio gain jitter), so that such datasets leave torch's global generator alone."""
+        if self.sampling_mode != "train" and not self.audio_gain_jitter:
+            return None
+        if self.seed is None:
+            return np.random.RandomState(int(torch.randint(0, 2**31 - 1, ()).item()))
+        return np.random.RandomState(np.random.SeedSequence([self.seed, self.epoch, index]).generate_state(4))
+
+    def _process(self, entry: ListEntry, sampling_mode: str, test_segment: int, generator) -> dict[str, torch.Tensor]:
+        if not self.use_audio:
+            outputs = self.processor.image_processor(
+                entry.video,
+                sampling_mode=sampling_mode,
+                test_segment=test_segment,
+                generator=generator,
+                return_tensors="pt",
+            )
+            return {"pixel_values": outputs["pixel_values"][0]}
+        outputs = self.processor(
+            videos=entry.video,
+            audio=entry.audio,
+            sampling_mode=sampling_mode,
+            test_segment=test_segment,
+            generator=generator,
+            magnitude_jitter=self.audio_gain_jitter,
+            return_tensors="pt",
+        )
+        return {"pixel_values": outputs["pixel_values"][0], "audio_values": outputs["audio_values"][0]}
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        entry = self.entries[index]
+        generator = self.random_state(index)
+        if self.sampling_mode == "test":
+            views = [self._process(entry, "test", segment, generator) for segment in self.test_segments]
+            item = views[0] if len(views) == 1 else {key: torch.stack([v[key] for v in views]) for key in views[0]}
+        else:
+            item = self._process(entry, self.sampling_mode, 0, generator)
+        if self.with_labels:
+            if self.problem_type == REGRESSION:
+                item["labels"] = torch.tensor(entry.label, dtype=torch.float32)
+            else:
+                item["labels"] = torch.tensor(entry.label, dtype=torch.long)
+        return item
+
+
+class AVFMAEPretrainingDataset(AVFMAEVideoDataset):
+    """Raw videos for pretraining: [`AVFMAEVideoDataset`] without labels, `"train"` sampling by default.
+
+    Items hold `pixel_values` and `audio_values` only: [`AVFMAEForPreTraining`] draws its masks itself. The official
+    pretraining lists (`<video.mp4> <dummy label>`) and one-path-per-line lists are read as they are.
+    """
+
+    def __init__(
+        self,
+        entries: str | os.PathLike | Sequence[ListEntry],
+        processor: AVFMAEProcessor,
+        sampling_mode: str = "train",
+        seed: int | None = None,
+        audio_gain_jitter: bool | None = None,
+    ):
+        super().__init__(
+            entries,
+            processor,
+            sampling_mode=sampling_mode,
+            seed=seed,
+            audio_gain_jitter=audio_gain_jitter,
+            with_labels=False,
+        )
+
+
+@dataclass
+class AVFMAEDataCollator:
+    """Stacks dataset items into a batch: `pixel_values`, `audio_values` and `labels` when present (`label` is
+    renamed `labels`). Numpy arrays and numbers are converted to tensors; other keys are dropped."""
+
+    model_input_names: tuple[str, ...] = ("pixel_values", "audio_values")
+
+    def __call__(self, features: Sequence[Mapping[str, object]]) -> dict[str, torch.Tensor]:
+        if not features:
+            raise ValueError("Cannot collate an empty batch.")
+        batch = {}
+        for name in self.model_input_names:
+            if name in features[0] and features[0][name] is not None:
+                batch[name] = torch.stack([torch.as_tensor(feature[name]) for feature in features])
+        label_key = "labels" if "labels" in features[0] else "label" if "label" in features[0] else None
+        if label_key is not None and features[0][label_key] is not None:
+            batch["labels"] = torch.stack([torch.as_tensor(feature[label_key]) for feature in features])
+        return batch
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Optimizer parameter groups (architecture.md §10.1-10.2)
+# --------------------------------------------------------------------------------------------------------------------
+
+_EMBEDDINGS = re.compile(r"(?:^|\.)(?:video|audio)_embeddings\.")
+_ENCODER_LAYER = re.compile(r"(?:^|\.)(?:video|audio)_encoder\.layers\.(\d+)\.")
+_FUSION_LAYER = re.compile(r"(?:^|\.)fusion\.layers\.(\d+)\.")
+
+
+@dataclass(frozen=True)
+class ParameterSetting:
+    """How the official recipe trains one parameter: its layer id, its learning-rate scale and whether weight decay
+    applies to it."""
+
+    layer_id: int
+    lr_scale: float
+    weight_decay: bool
+
+
+def layer_id(name: str, num_encoder_layers: int, num_fusion_layers: int) -> int:
+    """The official fine-tuning layer id of a parameter (the official `get_num_layer_for_avit`, on our names).
+
+    With `L = num_encoder_layers` (the deeper tower) and `F = num_fusion_layers`:
+    - patch embeddings of either tower: 0;
+    - layer `k` of the video or audio encoder: `k + 1` (the two towers share ids);
+    - IAV-CLM fusion layer `k`: `L + 1 + k`;
+    - everything else (region tokens, encoder layer norms, the non-layer parts of IAV-CLM, the learned layer weights,
+      `fc_norm`, the classifier, decoders): `L + F + 1`, the top id.
+    """
+    if _EMBEDDINGS.search(name):
+        return 0
+    match = _ENCODER_LAYER.search(name)
+    if match:
+        return int(match.group(1)) + 1
+    match = _FUSION_LAYER.search(name)
+    if match:
+        return num_encoder_layers + 1 + int(match.group(1))
+    return num_encoder_layers + num_fusion_layers + 1
+
+
+def _model_depths(model: nn.Module) -> tuple[int, int]:
+    config = getattr(model, "config", None)
+    if config is None or not hasattr(config, "video_config"):
+        raise ValueError("Layer-wise learning-rate decay needs an AVF-MAE++ model (one with an AVFMAEConfig).")
+    if not config.use_audio:
+        return config.video_config.num_hidden_layers, 0
+    depth = max(config.video_config.num_hidden_layers, config.audio_config.num_hidden_layers)
+    return depth, config.fusion_num_hidden_layers
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    while hasattr(model, "module") and isinstance(model.module, nn.Module):
+        model = model.module
+    return model
+
+
+def parameter_settings(model: nn.Module, layer_decay: float | None = None) -> dict[str, ParameterSetting]:
+    """The official optimizer setting of every trainable parameter of `model`, by name.
+
+    Learning-rate scale (fine-tuning, architecture.md §10.2): `layer_decay ** (L + F + 1 - layer_id)` (see
+    [`layer_id`]), so with the official `F = 2` fusion layers the patch embeddings train at `layer_decay ** (L + 3)`,
+    encoder layer `k` at `layer_decay ** (L + 2 - k)`, fusion layer `k` at `layer_decay ** (2 - k)` and everything
+    else at 1. `layer_decay` `None` or 1 gives scale 1 everywhere (pretraining).
+
+    Weight decay: none on 1-D parameters (norms, biases, the learned layer weights, the PReLU slope) and on any
+    parameter whose name ends in `.bias`; every other parameter decays (region tokens included, as in the official
+    code, whose skip list does not name them with their module prefix).
+    """
+    layer_decay = 1.0 if layer_decay is None else float(layer_decay)
+    if not 0.0 < layer_decay <= 1.0:
+        raise ValueError(f"layer_decay must be in (0, 1], got {layer_decay}.")
+    unwrapped = _unwrap(model)
+    num_encoder_layers, num_fusion_layers = _model_depths(unwrapped) if layer_decay < 1.0 else (0, 0)
+    top = num_encoder_layers + num_fusion_layers + 1
+    settings = {}
+    for name, parameter in unwrapped.named_parameters():
+        if not parameter.requires_grad:
+            continue
+        identifier = layer_id(name, num_encoder_layers, num_fusion_layers) if layer_decay < 1.0 else top
+        decays = parameter.ndim > 1 and not name.endswith(".bias")
+        settings[name] = ParameterSetting(identifier, layer_decay ** (top - identifier), decays)
+    return settings
+
+
+def layer_decay_parameter_groups(
+    model: nn.Module,
+    learning_rate: float,
+    weight_decay: float = 0.05,
+    layer_decay: float | None = None,
+) -> list[dict]:
+    """Optimizer parameter groups of the official recipe (see [`parameter_settings`]): one group per (layer id,
+    weight decay or not), with `lr = learning_rate * lr_scale` and the group's `weight_decay` (0 for 1-D parameters
+    and biases). Groups also carry `lr_scale` and `layer_id`, and come top layer first, so that the first group (the
+    one `Trainer` logs) trains at `learning_rate` itself. Learning-rate schedulers built on the optimizer (`LambdaLR`,
+    transformers' schedules) scale every group's own learning rate, keeping the ratios."""
+    named = dict(_unwrap(model).named_parameters())
+    groups: dict[tuple[int, bool], dict] = {}
+    for name, setting in parameter_settings(model, layer_decay).items():
+        key = (setting.layer_id, setting.weight_decay)
+        if key not in groups:
+            groups[key] = {
+                "params": [],
+                "weight_decay": weight_decay if setting.weight_decay else 0.0,
+                "lr": learning_rate * setting.lr_scale,
+                "lr_scale": setting.lr_scale,
+                "layer_id": setting.layer_id,
+            }
+        groups[key]["params"].append(named[name])
+    return [groups[key] for key in sorted(groups, key=lambda key: (-key[0], not key[1]))]
+
+
+def scale_learning_rate(base_learning_rate: float, total_batch_size: int) -> float:
+    """The official learning-rate rule: `base_learning_rate * total_batch_size / 256`."""
+    return base_learning_rate * total_batch_size / REFERENCE_BATCH_SIZE
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Multi-view evaluation and metrics (architecture.md §10.3)
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def combine_view_logits(logits: torch.Tensor, problem_type: str | None = SINGLE_LABEL) -> torch.Tensor:
+    """Combine the predictions of several views of each video, `(B, views, num_labels)` -> `(B, num_labels)`.
+
+    Single-label: the log of the mean softmax (the official protocol averages the views' probabilities; the log keeps
+    the output usable as logits: its argmax and its cross-entropy are those of the mean probability). Multi-label:
+    the logit of the mean sigmoid. Regression: the mean.
+    """
+    logits = logits.float()
+    if problem_type == REGRESSION:
+        return logits.mean(dim=1)
+    if problem_type == MULTI_LABEL:
+        probabilities = logits.sigmoid().mean(dim=1).clamp(1e-7, 1 - 1e-7)
+        return probabilities.log() - (-probabilities).log1p()
+    return logits.softmax(dim=-1).mean(dim=1).clamp_min(torch.finfo(torch.float32).tiny).log()
+
+
+def load_metric(name: str, **kwargs):
+    """An evaluation metric shipped with the package (`uar`, `war`, `weighted_f1`, `ccc`), through
+    `evaluate.load(<path>)`: offline, no Hub access."""
+    import evaluate
+
+    path = METRICS_DIR / name
+    if not (path / f"{name}.py").is_file():
+        available = sorted(folder.name for folder in METRICS_DIR.iterdir() if (folder / f"{folder.name}.py").is_file())
+        raise ValueError(f"Unknown metric {name!r}; the package ships {available}.")
+    return evaluate.load(os.fspath(path), **kwargs)
+
+
+def build_compute_metrics(
+    problem_type: str | None = SINGLE_LABEL, metric_names: Sequence[str] | None = None
+) -> Callable[[EvalPrediction], dict[str, float]]:
+    """A `compute_metrics` function for `Trainer`.
+
+    Classification (single-label): UAR, WAR and weighted F1 (plus macro F1) on the argmax of the logits.
+    Regression: CCC (per target and their mean). Predictions given as a tuple (logits first, as the model's
+    outputs list them) are handled.
+    """
+    problem_type = problem_type or SINGLE_LABEL
+    if problem_type == MULTI_LABEL:
+        raise ValueError("The shipped metrics cover single-label classification and regression, not multi-label.")
+    if metric_names is None:
+        metric_names = REGRESSION_METRICS if problem_type == REGRESSION else CLASSIFICATION_METRICS
+    metrics = [load_metric(name) for name in metric_names]
+
+    def compute_metrics(prediction: EvalPrediction) -> dict[str, float]:
+        logits = prediction.predictions
+        if isinstance(logits, (tuple, list)):
+            logits = logits[0]
+        logits = np.asarray(logits)
+        references = np.asarray(prediction.label_ids)
+        if problem_type == REGRESSION:
+            predictions = logits.reshape(len(logits), -1)
+            references = references.reshape(len(references), -1)
+            if predictions.shape[1] == 1:
+                predictions, references = predictions[:, 0], references[:, 0]
+        else:
+            predictions = logits.argmax(axis=-1)
+        results = {}
+        for metric in metrics:
+            results.update(metric.compute(predictions=predictions.tolist(), references=references.tolist()))
+        return results
+
+    return compute_metrics
+
+
+def keep_logits(logits, labels) -> torch.Tensor:
+    """`preprocess_logits_for_metrics` for `Trainer`: keep only the logits of the model's outputs."""
+    return logits[0] if isinstance(logits, (tuple, list)) else logits
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Trainer
+# --------------------------------------------------------------------------------------------------------------------
+
+
+class DatasetEpochCallback(TrainerCallback):
+    """Tells the training dataset which epoch starts, so that seeded datasets draw fresh augmentations every epoch
+    and the same ones on resume. (accelerate's data loader forwards `set_epoch` to the dataset in single-process runs
+    but not in distributed ones, where it stops at the sharded batch sampler's seedable sampler.)"""
+
+    def on_epoch_begin(self, args, state, control, train_dataloader=None, **kwargs):
+        dataset = getattr(train_dataloader, "dataset", None)
+        if hasattr(dataset, "set_epoch"):
+            dataset.set_epoch(math.floor(state.epoch + 1e-6) if state.epoch else 0)
+
+
+class AVFMAETrainer(Trainer):
+    """`Trainer` with the official AVF-MAE++ fine-tuning optimizer and evaluation.
+
+    - The optimizer (the class and betas of `args`, e.g. AdamW) gets the official parameter groups
+      ([`layer_decay_parameter_groups`]): layer-wise learning-rate decay `layer_decay` (official fine-tuning: 0.75)
+      and no weight decay on 1-D parameters and biases.
+    - Batches whose `pixel_values` hold several views per video, `(B, views, T, 3, H, W)` (a
+      [`AVFMAEVideoDataset`] in the `"test"` mode with several segments), are predicted view by view and combined
+      with [`combine_view_logits`].
+    - Datasets with a `set_epoch` method are told the epoch ([`DatasetEpochCallback`]).
+
+    Args:
+        layer_decay (`float`, *optional*): layer-wise learning-rate decay; `None` or 1 turns it off.
+        All other arguments are `Trainer`'s.
+    """
+
+    def __init__(self, *args, layer_decay: float | None = None, **kwargs):
+        self.layer_decay = layer_decay
+        self._held_processor = None
+        super().__init__(*args, **kwargs)
+        self.add_callback(DatasetEpochCallback())
+
+    def train(self, *args, **kwargs):
+        # `Trainer.train` first aligns the model config's special tokens with `processing_class.tokenizer` whenever
+        # the processing class is a `ProcessorMixin`, which fails for a processor without a tokenizer (this one holds
+        # a video processor and a feature extractor). The processor is held back during that step only and is back
+        # in place when the training loop starts, so checkpoints still save it.
+        if isinstance(self.processing_class, ProcessorMixin) and not hasattr(self.processing_class, "tokenizer"):
+            self._held_processor, self.processing_class = self.processing_class, None
+        try:
+            return super().train(*args, **kwargs)
+        finally:
+            self._restore_processor()
+
+    def _inner_training_loop(self, *args, **kwargs):
+        self._restore_processor()
+        return super()._inner_training_loop(*args, **kwargs)
+
+    def _restore_processor(self) -> None:
+        if self._held_processor is not None:
+            self.processing_class, self._held_processor = self._held_processor, None
+
+    def create_optimizer(self, model: nn.Module | None = None) -> torch.optim.Optimizer:
+        if self.optimizer is None:
+            opt_model = self.model if model is None else model
+            groups = layer_decay_parameter_groups(
+                opt_model, self.args.learning_rate, self.args.weight_decay, self.layer_decay
+            )
+            optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, opt_model)
+            optimizer_kwargs = {
+                key: value for key, value in optimizer_kwargs.items() if key not in ("params", "model")
+            }
+            self.optimizer = optimizer_cls(groups, **optimizer_kwargs)
+        return self.optimizer
+
+    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
+        pixel_values = inputs.get("pixel_values")
+        if pixel_values is None or pixel_values.ndim != 6:
+            return super().prediction_step(model, inputs, prediction_loss_only, ignore_keys=ignore_keys)
+        inputs = self._prepare_inputs(inputs)
+        labels = inputs.get("labels")
+        batch_size, num_views = inputs["pixel_values"].shape[:2]
+        # (B, views, ...) -> (B * views, ...): every view is one sample for the model
+        flat = {name: inputs[name].flatten(0, 1) for name in ("pixel_values", "audio_values") if name in inputs}
+        config = _unwrap(model).config
+        with torch.no_grad(), self.compute_loss_context_manager():
+            view_logits = model(**flat).logits
+            logits = combine_view_logits(view_logits.view(batch_size, num_views, -1), config.problem_type)
+            loss = None
+            if labels is not None:
+                loss = _unwrap(model).loss_function(labels, logits, config).detach()
+        if prediction_loss_only:
+            return loss, None, None
+        return loss, logits, labels
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Scripts
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def parse_arguments(parser, args: Sequence[str] | None = None) -> tuple:
+    """Parse a script's arguments into its dataclasses (`parser` is a `transformers.HfArgumentParser`).
+
+    `script.py [recipe.json] [--flag value ...]`: a JSON file given first supplies values for any fields (its keys are
+    the flag names), and flags after it override them, so a paper recipe can be run with local paths:
+    `run_finetuning.py training/finetune_mafw_huge.json --train_file train.txt --output_dir out`.
+    """
+    args = list(sys.argv[1:] if args is None else args)
+    if args and args[0].endswith(".json"):
+        values = json.loads(Path(args[0]).read_text())
+        known = {action.dest for action in parser._actions}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"{args[0]} sets unknown arguments: {', '.join(unknown)}.")
+        parser.set_defaults(**values)
+        args = args[1:]
+    return parser.parse_args_into_dataclasses(args=args, look_for_args_file=False)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Pretraining
+# --------------------------------------------------------------------------------------------------------------------
+
+
+class TrainingProgress:
+    """The optimizer steps a training loop has completed, saved with its checkpoints (it has the `state_dict` /
+    `load_state_dict` pair that `Accelerator.register_for_checkpointing` needs) and turned back into a position in
+    the data on resume."""
+
+    def __init__(self, completed_steps: int = 0):
+        self.completed_steps = completed_steps
+
+    def state_dict(self) -> dict[str, int]:
+        return {"completed_steps": self.completed_steps}
+
+    def load_state_dict(self, state: Mapping[str, int]) -> None:
+        self.completed_steps = int(state["completed_steps"])
+
+    def position(self, update_steps_per_epoch: int, gradient_accumulation_steps: int = 1) -> tuple[int, int]:
+        """`(epoch, batches_to_skip)`: the epoch to continue and how many of its batches were already used."""
+        epoch, steps_into_epoch = divmod(self.completed_steps, update_steps_per_epoch)
+        return epoch, steps_into_epoch * gradient_accumulation_steps
+
+
+def mask_generator(seed: int, *keys: int) -> torch.Generator:
+    """A CPU `torch.Generator` seeded from `seed` and integer `keys` (e.g. process index, epoch, step), for the
+    masks that [`AVFMAEForPreTraining`] draws: a run that resumes at a given step draws the same masks as a run that
+    never stopped, without saving any generator state."""
+    state = np.random.SeedSequence([seed, *keys]).generate_state(2, dtype=np.uint32)
+    return torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
+
+
+__all__ = [
+    "AVFMAEDataCollator",
+    "AVFMAEPretrainingDataset",
+    "AVFMAETrainer",
+    "AVFMAEVideoDataset",
+    "CLASSIFICATION_METRICS",
+    "DatasetEpochCallback",
+    "ListEntry",
+    "METRICS_DIR",
+    "ParameterSetting",
+    "REGRESSION_METRICS",
+    "build_compute_metrics",
+    "combine_view_logits",
+    "keep_logits",
+    "layer_decay_parameter_groups",
+    "layer_id",
+    "load_metric",
+    "mask_generator",
+    "parameter_settings",
+    "parse_arguments",
+    "read_list_file",
+    "scale_learning_rate",
+    "TrainingProgress",
+]

@@ -1,0 +1,354 @@
+#!/usr/bin/env python
+# Copyright 2026 The avfmae-hf Authors. Licensed under the Apache License, Version 2.0.
+"""Fine-tune AVF-MAE++ for video emotion recognition with the transformers `Trainer`.
+
+Single process (CPU or one GPU):
+
+    python training/run_finetuning.py --model_name_or_path avf-mae-pp-huge --dataset MAFW \\
+        --train_file split01/train.csv --validation_file split01/test.csv --output_dir mafw-split01 \\
+        --do_train --do_eval
+
+A paper recipe with local paths (flags after the JSON file override it):
+
+    python training/run_finetuning.py training/finetune_mafw_huge.json --model_name_or_path avf-mae-pp-huge \\
+        --train_file split01/train.csv --validation_file split01/test.csv --output_dir mafw-split01
+
+Several processes: `torchrun --standalone --nproc_per_node 4 training/run_finetuning.py ...` or
+`accelerate launch --multi_gpu --num_processes 4 training/run_finetuning.py ...` (on CPUs add `--use_cpu`).
+See training/README.md.
+"""
+
+import logging
+import os
+import sys
+from dataclasses import dataclass, field
+
+import datasets
+import transformers
+from transformers import AutoConfig, HfArgumentParser, TrainingArguments, set_seed
+from transformers.trainer_utils import get_last_checkpoint
+
+from avfmae_hf import AVFMAEConfig, AVFMAEForVideoClassification, AVFMAEProcessor
+from avfmae_hf.convert_avfmae import dataset_id2label
+from avfmae_hf.inference_avfmae import load_processor
+from avfmae_hf.training_avfmae import (
+    PROBLEM_TYPES,
+    SINGLE_LABEL,
+    AVFMAEDataCollator,
+    AVFMAETrainer,
+    AVFMAEVideoDataset,
+    build_compute_metrics,
+    keep_logits,
+    parse_arguments,
+    read_list_file,
+    scale_learning_rate,
+)
+from avfmae_hf.video_processing_avfmae import SAMPLING_MODES
+
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class ModelArguments:
+    """Which model to fine-tune, and its processor."""
+
+    model_name_or_path: str | None = field(
+        default=None,
+        metadata={
+            "help": "A converted or saved AVF-MAE++ folder (or Hub id): a pretraining checkpoint (a new head is made) "
+            "or a classification checkpoint. Leave unset to train from scratch with --preset or --config_name."
+        },
+    )
+    preset: str | None = field(
+        default=None, metadata={"help": "Train from scratch at a paper size: base, large or huge."}
+    )
+    config_name: str | None = field(
+        default=None, metadata={"help": "Train from scratch with this config (a folder or config.json)."}
+    )
+    processor_name: str | None = field(
+        default=None,
+        metadata={
+            "help": "Processor folder; defaults to the one saved with --model_name_or_path, else the config's default."
+        },
+    )
+    drop_path_rate: float | None = field(
+        default=None, metadata={"help": "Stochastic depth rate (official fine-tuning: 0.1); default: the config's."}
+    )
+    ignore_mismatched_sizes: bool = field(
+        default=False,
+        metadata={"help": "Start from a classification checkpoint with another number of labels (new head)."},
+    )
+    do_face_crop: bool | None = field(
+        default=None,
+        metadata={
+            "help": "Crop and align faces (default: the processor's setting: videos yes, frame folders no, since the "
+            "official datasets' frames are aligned faces already)."
+        },
+    )
+
+    def __post_init__(self):
+        sources = [self.model_name_or_path, self.preset, self.config_name]
+        if sum(source is not None for source in sources) != 1:
+            raise ValueError("Pass exactly one of --model_name_or_path, --preset and --config_name.")
+
+
+@dataclass
+class DataTrainingArguments:
+    """The list files and how videos are sampled."""
+
+    train_file: str | None = field(
+        default=None,
+        metadata={
+            "help": "Training list: `<frames_dir> <audio.wav> <label>` lines (official format), `<video> <label>` "
+            "lines, or a CSV with a `video,label` (and optional `audio`) header. Labels: indices or class names."
+        },
+    )
+    validation_file: str | None = field(default=None, metadata={"help": "Validation list (same formats)."})
+    test_file: str | None = field(default=None, metadata={"help": "Test list, evaluated after training."})
+    dataset: str | None = field(
+        default=None,
+        metadata={
+            "help": "Official dataset name (MAFW, CREMA-D, MER24, MSP-IMPROV, ...) to use its official label order."
+        },
+    )
+    id2label: str | None = field(
+        default=None,
+        metadata={
+            "help": "Comma-separated class names in index order (regression: target names), for datasets without a "
+            "known official order."
+        },
+    )
+    problem_type: str = field(
+        default=SINGLE_LABEL,
+        metadata={"help": f"One of {', '.join(p for p in PROBLEM_TYPES if p != 'multi_label_classification')}."},
+    )
+    train_sampling_mode: str = field(
+        default="train", metadata={"help": f"Frame sampling for training: {', '.join(SAMPLING_MODES)}."}
+    )
+    eval_sampling_mode: str = field(
+        default="test",
+        metadata={"help": "Frame sampling for evaluation: 'test' (official segments, averaged) or 'uniform'."},
+    )
+    test_num_segments: int | None = field(
+        default=None,
+        metadata={"help": "Temporal segments per video in the 'test' mode (official: 2); default: the processor's."},
+    )
+    audio_gain_jitter: bool | None = field(
+        default=None,
+        metadata={"help": "Official random audio gain; default: on for training, off for evaluation."},
+    )
+    max_train_samples: int | None = field(
+        default=None, metadata={"help": "Keep only the first N training videos (quick runs)."}
+    )
+    max_eval_samples: int | None = field(
+        default=None, metadata={"help": "Keep only the first N validation and test videos (quick runs)."}
+    )
+
+    def __post_init__(self):
+        if self.problem_type not in PROBLEM_TYPES or self.problem_type == "multi_label_classification":
+            raise ValueError(f"Unsupported problem_type {self.problem_type!r}.")
+        for mode in (self.train_sampling_mode, self.eval_sampling_mode):
+            if mode not in SAMPLING_MODES:
+                raise ValueError(f"Unknown sampling mode {mode!r}; choose one of {SAMPLING_MODES}.")
+
+
+@dataclass
+class AVFMAETrainingArguments(TrainingArguments):
+    """`TrainingArguments` with the official fine-tuning recipe's extras."""
+
+    layer_decay: float = field(
+        default=0.75, metadata={"help": "Layer-wise learning-rate decay (official: 0.75; 1 turns it off)."}
+    )
+    base_learning_rate: float | None = field(
+        default=None,
+        metadata={
+            "help": "If set, learning_rate = base_learning_rate * total batch size / 256 (official rule; total = "
+            "per-device batch x accumulation steps x processes)."
+        },
+    )
+    weight_decay: float = field(
+        default=0.05, metadata={"help": "AdamW weight decay (official: 0.05), none on 1-D parameters and biases."}
+    )
+    remove_unused_columns: bool = field(
+        default=False, metadata={"help": "Keep every column: the collator picks the model inputs."}
+    )
+
+
+def resolve_labels(data_args: DataTrainingArguments, model_args: ModelArguments) -> dict[int, str] | None:
+    """id2label from --dataset, --id2label or a classification checkpoint (None: keep the checkpoint's)."""
+    if data_args.dataset and data_args.id2label:
+        raise ValueError("Pass either --dataset or --id2label, not both.")
+    if data_args.id2label:
+        names = [name.strip() for name in data_args.id2label.split(",") if name.strip()]
+        return dict(enumerate(names))
+    if data_args.dataset:
+        return dataset_id2label(data_args.dataset)
+    if model_args.model_name_or_path is not None:
+        config = AutoConfig.from_pretrained(model_args.model_name_or_path)
+        if any("Classification" in name for name in config.architectures or []):
+            return None
+    raise ValueError(
+        "Name the classes: --dataset for an official dataset's label order, or --id2label name0,name1,... in the "
+        "order of the list files' integer labels (the labels are not guessed)."
+    )
+
+
+def main(args: list[str] | None = None) -> dict[str, float]:
+    # 1. Arguments: flags, or a JSON recipe followed by flags that override it
+    parser = HfArgumentParser((ModelArguments, DataTrainingArguments, AVFMAETrainingArguments))
+    model_args, data_args, training_args = parse_arguments(parser, args)
+
+    # 2. Logging
+    logging.basicConfig(
+        format="%(asctime)s - %(levelname)s - %(name)s - %(message)s",
+        datefmt="%m/%d/%Y %H:%M:%S",
+        handlers=[logging.StreamHandler(sys.stdout)],
+    )
+    log_level = training_args.get_process_log_level()
+    logger.setLevel(log_level)
+    transformers.utils.logging.set_verbosity(log_level)
+    datasets.utils.logging.set_verbosity(log_level)
+    transformers.utils.logging.enable_default_handler()
+    transformers.utils.logging.enable_explicit_format()
+    logger.warning(
+        f"Process rank: {training_args.process_index}, device: {training_args.device}, world size: "
+        f"{training_args.world_size}, distributed: {training_args.parallel_mode.value}"
+    )
+    logger.info(f"Training parameters {training_args}")
+
+    # 3. Resume from the last checkpoint in output_dir, if any
+    last_checkpoint = None
+    if (
+        training_args.do_train
+        and training_args.resume_from_checkpoint is None
+        and os.path.isdir(training_args.output_dir)
+    ):
+        last_checkpoint = get_last_checkpoint(training_args.output_dir)
+        if last_checkpoint is not None:
+            logger.info(f"Resuming from {last_checkpoint}; use a new --output_dir to start over.")
+    set_seed(training_args.seed)
+
+    # 4. Labels, config, model and processor
+    id2label = resolve_labels(data_args, model_args)
+    overrides = {"problem_type": data_args.problem_type}
+    if id2label is not None:
+        overrides.update(id2label=id2label, label2id={name: index for index, name in id2label.items()})
+    if model_args.drop_path_rate is not None:
+        overrides["drop_path_rate"] = model_args.drop_path_rate
+    if model_args.model_name_or_path is not None:
+        config = AutoConfig.from_pretrained(model_args.model_name_or_path, **overrides)
+        model = AVFMAEForVideoClassification.from_pretrained(
+            model_args.model_name_or_path, config=config, ignore_mismatched_sizes=model_args.ignore_mismatched_sizes
+        )
+    else:
+        if model_args.preset is not None:
+            config = AVFMAEConfig.from_preset(model_args.preset, **overrides)
+        else:
+            config = AVFMAEConfig.from_pretrained(model_args.config_name, **overrides)
+        model = AVFMAEForVideoClassification(config)
+    if model_args.processor_name is not None:
+        processor = AVFMAEProcessor.from_pretrained(model_args.processor_name)
+    elif model_args.model_name_or_path is not None:
+        processor = load_processor(model_args.model_name_or_path, model.config)
+    else:
+        processor = AVFMAEProcessor.for_model_config(model.config)
+    if model_args.do_face_crop is not None:
+        processor.image_processor.do_face_crop = model_args.do_face_crop
+    if data_args.test_num_segments is not None:
+        processor.image_processor.num_test_segments = data_args.test_num_segments
+
+    # 5. Datasets: training windows are random (seeded per epoch and video), evaluation is deterministic
+    label2id = model.config.label2id
+    data_seed = training_args.data_seed if training_args.data_seed is not None else training_args.seed
+
+    def load_split(path: str | None, mode: str, limit: int | None, seed: int | None) -> AVFMAEVideoDataset | None:
+        if path is None:
+            return None
+        entries = read_list_file(path, label2id=label2id, problem_type=data_args.problem_type)
+        return AVFMAEVideoDataset(
+            entries[:limit] if limit is not None else entries,
+            processor,
+            sampling_mode=mode,
+            seed=seed,
+            audio_gain_jitter=data_args.audio_gain_jitter,
+            problem_type=data_args.problem_type,
+            use_audio=model.config.use_audio,
+        )
+
+    train_dataset = load_split(
+        data_args.train_file, data_args.train_sampling_mode, data_args.max_train_samples, data_seed
+    )
+    eval_dataset = load_split(
+        data_args.validation_file, data_args.eval_sampling_mode, data_args.max_eval_samples, data_seed
+    )
+    test_dataset = load_split(data_args.test_file, data_args.eval_sampling_mode, data_args.max_eval_samples, data_seed)
+    if training_args.do_train and train_dataset is None:
+        raise ValueError("--do_train needs --train_file.")
+    if training_args.do_eval and eval_dataset is None:
+        raise ValueError("--do_eval needs --validation_file.")
+
+    # 6. Learning rate from the official rule, when a base rate is given
+    if training_args.base_learning_rate is not None:
+        total_batch_size = (
+            training_args.per_device_train_batch_size
+            * training_args.gradient_accumulation_steps
+            * training_args.world_size
+        )
+        training_args.learning_rate = scale_learning_rate(training_args.base_learning_rate, total_batch_size)
+        logger.info(
+            f"learning_rate = {training_args.base_learning_rate} x {total_batch_size} / 256 = "
+            f"{training_args.learning_rate}"
+        )
+
+    # 7. Trainer: official optimizer groups, multi-view evaluation, UAR/WAR/F1 (or CCC)
+    trainer = AVFMAETrainer(
+        model=model,
+        args=training_args,
+        train_dataset=train_dataset,
+        eval_dataset=eval_dataset,
+        processing_class=processor,
+        data_collator=AVFMAEDataCollator(),
+        compute_metrics=build_compute_metrics(data_args.problem_type),
+        preprocess_logits_for_metrics=keep_logits,
+        layer_decay=training_args.layer_decay,
+    )
+
+    # 8. Training
+    results = {}
+    if training_args.do_train:
+        checkpoint = training_args.resume_from_checkpoint or last_checkpoint
+        train_result = trainer.train(resume_from_checkpoint=checkpoint)
+        trainer.save_model()
+        trainer.log_metrics("train", train_result.metrics)
+        trainer.save_metrics("train", train_result.metrics)
+        trainer.save_state()
+        results.update(train_result.metrics)
+
+    # 9. Evaluation on the validation list, then the test list
+    if training_args.do_eval:
+        metrics = trainer.evaluate()
+        trainer.log_metrics("eval", metrics)
+        trainer.save_metrics("eval", metrics)
+        results.update(metrics)
+    if test_dataset is not None:
+        metrics = trainer.evaluate(test_dataset, metric_key_prefix="test")
+        trainer.log_metrics("test", metrics)
+        trainer.save_metrics("test", metrics)
+        results.update(metrics)
+
+    # 10. Model card, or the Hub
+    card = {"tasks": "video-classification"}
+    if model_args.model_name_or_path is not None:
+        card["finetuned_from"] = model_args.model_name_or_path
+    if data_args.dataset:
+        card["dataset"] = data_args.dataset
+    if training_args.push_to_hub:
+        trainer.push_to_hub(**card)
+    elif training_args.do_train:
+        trainer.create_model_card(**card)
+    return results
+
+
+if __name__ == "__main__":
+    main()

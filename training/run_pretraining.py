@@ -1,0 +1,413 @@
+#!/usr/bin/env python
+# Copyright 2026 The avfmae-hf Authors. Licensed under the Apache License, Version 2.0.
+"""Pretrain AVF-MAE++ (masked audio-visual reconstruction + contrastive loss) with Accelerate.
+
+Single process:
+
+    python training/run_pretraining.py --preset base --train_file videos.csv --output_dir pretrain-base \\
+        --per_device_train_batch_size 8 --max_steps 1000 --save_steps 200
+
+A paper recipe with local paths (flags after the JSON file override it):
+
+    accelerate launch --multi_gpu --num_processes 8 training/run_pretraining.py training/pretrain_base.json \\
+        --train_file videos.csv --output_dir pretrain-base
+
+Two processes on a CPU-only machine: `torchrun --standalone --nproc_per_node 2 training/run_pretraining.py ...
+--use_cpu` (or `accelerate launch --multi_gpu --num_processes 2 ... --use_cpu`). Resume exactly where a run stopped
+with `--resume_from_checkpoint pretrain-base/step_200` (or `latest`). See training/README.md.
+
+Of `TrainingArguments`, this script uses: output_dir, per_device_train_batch_size, gradient_accumulation_steps,
+learning_rate (or base_learning_rate), weight_decay, adam_beta1/2, adam_epsilon, max_grad_norm, num_train_epochs,
+max_steps, warmup_steps, lr_scheduler_type, lr_scheduler_kwargs, seed, data_seed, eval_strategy, eval_steps,
+per_device_eval_batch_size, save_strategy (`steps`: every
+save_steps; `epoch`; `no`), save_steps, logging_steps, use_cpu, bf16, fp16, resume_from_checkpoint, dataloader_num_workers, report_to.
+"""
+
+import json
+import logging
+import math
+import os
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator, DataLoaderConfiguration
+from accelerate.logging import get_logger
+from accelerate.utils import set_seed
+from tqdm.auto import tqdm
+from transformers import HfArgumentParser, TrainingArguments, get_scheduler
+
+from avfmae_hf import AVFMAEConfig, AVFMAEForPreTraining, AVFMAEProcessor
+from avfmae_hf.inference_avfmae import load_processor
+from avfmae_hf.training_avfmae import (
+    AVFMAEDataCollator,
+    AVFMAEPretrainingDataset,
+    TrainingProgress,
+    layer_decay_parameter_groups,
+    mask_generator,
+    parse_arguments,
+    read_list_file,
+    scale_learning_rate,
+)
+
+
+logger = get_logger(__name__)
+
+
+@dataclass
+class ModelArguments:
+    """Which model to pretrain, and its processor."""
+
+    model_name_or_path: str | None = field(
+        default=None, metadata={"help": "Continue pretraining a saved AVFMAEForPreTraining folder (or Hub id)."}
+    )
+    preset: str | None = field(
+        default=None, metadata={"help": "Start from scratch at a paper size: base, large, huge."}
+    )
+    config_name: str | None = field(
+        default=None, metadata={"help": "Start from scratch with this config (a folder or config.json)."}
+    )
+    processor_name: str | None = field(
+        default=None,
+        metadata={"help": "Processor folder; defaults to the one saved with the model, else the config's default."},
+    )
+    do_face_crop: bool | None = field(
+        default=None, metadata={"help": "Crop and align faces (default: the processor's setting)."}
+    )
+
+    def __post_init__(self):
+        sources = [self.model_name_or_path, self.preset, self.config_name]
+        if sum(source is not None for source in sources) != 1:
+            raise ValueError("Pass exactly one of --model_name_or_path, --preset and --config_name.")
+
+
+@dataclass
+class DataTrainingArguments:
+    """The videos to pretrain on."""
+
+    train_file: str = field(
+        default=None,
+        metadata={
+            "help": "List of videos: `<video.mp4> <label>` lines (official pretraining format; the label is ignored), "
+            "one path per line, or a CSV with a `video` (and optional `audio`) header. Each video's own audio stream "
+            "is used unless an audio file is listed."
+        },
+    )
+    validation_file: str | None = field(
+        default=None,
+        metadata={
+            "help": "Held-out videos (same formats): their loss, with uniform frame sampling and fixed masks, is "
+            "reported at every evaluation (--eval_strategy steps/epoch) and at the end."
+        },
+    )
+    max_train_samples: int | None = field(
+        default=None, metadata={"help": "Keep only the first N videos (quick runs)."}
+    )
+    audio_gain_jitter: bool = field(
+        default=True, metadata={"help": "Official random audio gain (Beta(10, 10) + 0.5) on every clip."}
+    )
+
+    def __post_init__(self):
+        if self.train_file is None:
+            raise ValueError("--train_file is required.")
+
+
+@dataclass
+class AVFMAETrainingArguments(TrainingArguments):
+    """`TrainingArguments` with the official pretraining recipe's defaults (architecture.md §10.1)."""
+
+    base_learning_rate: float | None = field(
+        default=None,
+        metadata={
+            "help": "If set, learning_rate = base_learning_rate * total batch size / 256 (official rule; total = "
+            "per-device batch x accumulation steps x processes)."
+        },
+    )
+    adam_beta2: float = field(default=0.95, metadata={"help": "AdamW beta2 (official pretraining: 0.95)."})
+    weight_decay: float = field(
+        default=0.05, metadata={"help": "AdamW weight decay (official: 0.05), none on 1-D parameters and biases."}
+    )
+    max_grad_norm: float = field(
+        default=0.0, metadata={"help": "Gradient clipping norm; 0 turns it off (official: off, huge recipe: 0.7)."}
+    )
+    lr_scheduler_type: str = field(
+        default="cosine",
+        metadata={"help": "transformers schedule name (official: cosine with warm-up, use cosine_with_min_lr)."},
+    )
+
+
+def find_checkpoint(resume_from_checkpoint: str | None, output_dir: str) -> str | None:
+    """The `step_{n}` folder to resume from: a given folder, or the newest one in `output_dir` for `latest`."""
+    if resume_from_checkpoint in (None, "", "False", "false"):
+        return None
+    if resume_from_checkpoint not in ("latest", "True", "true"):
+        return resume_from_checkpoint
+    steps = [
+        (int(match.group(1)), path)
+        for path in Path(output_dir).glob("step_*")
+        if (match := re.fullmatch(r"step_(\d+)", path.name)) and path.is_dir()
+    ]
+    if not steps:
+        raise ValueError(f"No step_* checkpoint in {output_dir} to resume from.")
+    return os.fspath(max(steps)[1])
+
+
+def evaluate(model, dataloader, accelerator: Accelerator, seed: int) -> float:
+    """Mean pretraining loss over a prepared validation loader. Masks depend on the seed and the global batch index
+    only (accelerate gives batch `i * num_processes + process_index` to each process); `gather_for_metrics` drops the
+    samples repeated to even out the last batch."""
+    model.eval()
+    losses = []
+    for batch_index, batch in enumerate(dataloader):
+        global_batch = batch_index * accelerator.num_processes + accelerator.process_index
+        with torch.no_grad():
+            outputs = model(**batch, generator=mask_generator(seed, global_batch))
+        per_sample = outputs.loss.detach().float().repeat(batch["pixel_values"].shape[0])
+        losses.append(accelerator.gather_for_metrics(per_sample))
+    model.train()
+    return torch.cat(losses).mean().item()
+
+
+def main(args: list[str] | None = None) -> dict:
+    # 1. Arguments: flags, or a JSON recipe followed by flags that override it
+    parser = HfArgumentParser((ModelArguments, DataTrainingArguments, AVFMAETrainingArguments))
+    model_args, data_args, training_args = parse_arguments(parser, args)
+
+    # 2. Accelerator (cpu=True makes torchrun / `accelerate launch --multi_gpu` runs on CPUs real multi-process
+    #    runs), then logging: progress from the main process, warnings from all
+    trackers = [name for name in (training_args.report_to or []) if name != "none"]
+    mixed_precision = "bf16" if training_args.bf16 else "fp16" if training_args.fp16 else "no"
+    accelerator = Accelerator(
+        cpu=training_args.use_cpu,
+        mixed_precision=mixed_precision,
+        gradient_accumulation_steps=training_args.gradient_accumulation_steps,
+        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
+        log_with=trackers or None,
+        project_dir=training_args.output_dir,
+    )
+    logging.basicConfig(
+        format="%(asctime)s - %(levelname)s - %(name)s - %(message)s",
+        datefmt="%m/%d/%Y %H:%M:%S",
+        level=logging.INFO if accelerator.is_local_main_process else logging.WARNING,
+        handlers=[logging.StreamHandler(sys.stdout)],
+    )
+    logging.getLogger("accelerate").setLevel(logging.WARNING)
+    logger.info(accelerator.state, main_process_only=False)
+
+    # 3. Model and processor, built after seeding so that every process starts from the same weights
+    set_seed(training_args.seed)
+    if model_args.model_name_or_path is not None:
+        model = AVFMAEForPreTraining.from_pretrained(model_args.model_name_or_path)
+    else:
+        if model_args.preset is not None:
+            config = AVFMAEConfig.from_preset(model_args.preset)
+        else:
+            config = AVFMAEConfig.from_pretrained(model_args.config_name)
+        model = AVFMAEForPreTraining(config)
+    if model_args.processor_name is not None:
+        processor = AVFMAEProcessor.from_pretrained(model_args.processor_name)
+    elif model_args.model_name_or_path is not None:
+        processor = load_processor(model_args.model_name_or_path, model.config)
+    else:
+        processor = AVFMAEProcessor.for_model_config(model.config)
+    if model_args.do_face_crop is not None:
+        processor.image_processor.do_face_crop = model_args.do_face_crop
+    # from here on each process draws its own random numbers (drop path, if any)
+    set_seed(training_args.seed, device_specific=True)
+
+    # 4. Data: random windows and audio gains are a function of (data seed, epoch, video), masks of
+    #    (seed, process, epoch, batch), so a resumed run sees exactly what an uninterrupted one would
+    entries = read_list_file(data_args.train_file)
+    if data_args.max_train_samples is not None:
+        entries = entries[: data_args.max_train_samples]
+    data_seed = training_args.data_seed if training_args.data_seed is not None else training_args.seed
+    train_dataset = AVFMAEPretrainingDataset(
+        entries, processor, seed=data_seed, audio_gain_jitter=data_args.audio_gain_jitter
+    )
+    train_dataloader = torch.utils.data.DataLoader(
+        train_dataset,
+        batch_size=training_args.per_device_train_batch_size,
+        shuffle=True,
+        drop_last=True,  # the contrastive loss and the fusion BatchNorm want full batches
+        collate_fn=AVFMAEDataCollator(),
+        num_workers=training_args.dataloader_num_workers,
+    )
+    eval_dataloader = None
+    if data_args.validation_file is not None:
+        eval_dataset = AVFMAEPretrainingDataset(
+            read_list_file(data_args.validation_file),
+            processor,
+            sampling_mode="uniform",
+            seed=data_seed,
+            audio_gain_jitter=False,
+        )
+        eval_dataloader = torch.utils.data.DataLoader(
+            eval_dataset,
+            batch_size=training_args.per_device_eval_batch_size,
+            collate_fn=AVFMAEDataCollator(),
+            num_workers=training_args.dataloader_num_workers,
+        )
+
+    # 5. Optimizer: AdamW, no weight decay on 1-D parameters and biases; learning rate by the official rule
+    total_batch_size = (
+        training_args.per_device_train_batch_size
+        * training_args.gradient_accumulation_steps
+        * accelerator.num_processes
+    )
+    learning_rate = training_args.learning_rate
+    if training_args.base_learning_rate is not None:
+        learning_rate = scale_learning_rate(training_args.base_learning_rate, total_batch_size)
+    optimizer = torch.optim.AdamW(
+        layer_decay_parameter_groups(model, learning_rate, training_args.weight_decay),
+        lr=learning_rate,
+        betas=(training_args.adam_beta1, training_args.adam_beta2),
+        eps=training_args.adam_epsilon,
+    )
+
+    # 6. One prepare; the schedule (per optimizer step) is built on the prepared data loader's length
+    model, optimizer, train_dataloader, eval_dataloader = accelerator.prepare(
+        model, optimizer, train_dataloader, eval_dataloader
+    )
+    if len(train_dataloader) == 0:
+        raise ValueError(
+            f"{len(train_dataset)} videos give no full batch of {training_args.per_device_train_batch_size} per "
+            f"process on {accelerator.num_processes} processes."
+        )
+    update_steps_per_epoch = math.ceil(len(train_dataloader) / training_args.gradient_accumulation_steps)
+    if training_args.max_steps > 0:
+        max_steps = training_args.max_steps
+    else:
+        max_steps = math.ceil(training_args.num_train_epochs * update_steps_per_epoch)
+    num_epochs = math.ceil(max_steps / update_steps_per_epoch)
+    lr_scheduler = get_scheduler(
+        training_args.lr_scheduler_type,
+        optimizer=optimizer,
+        num_warmup_steps=training_args.get_warmup_steps(max_steps),
+        num_training_steps=max_steps,
+        scheduler_specific_kwargs=training_args.lr_scheduler_kwargs or {},
+    )
+    progress = TrainingProgress()
+    accelerator.register_for_checkpointing(lr_scheduler, progress)
+    if trackers:
+        accelerator.init_trackers("avfmae_pretraining", config=training_args.to_sanitized_dict())
+
+    # 7. Resume: weights, optimizer, schedule, random states and the step counter, then skip the used batches
+    checkpoint = find_checkpoint(training_args.resume_from_checkpoint, training_args.output_dir)
+    if checkpoint is not None:
+        accelerator.load_state(checkpoint)
+        logger.info(f"Resumed from {checkpoint} after {progress.completed_steps} steps")
+    starting_epoch, batches_to_skip = progress.position(
+        update_steps_per_epoch, training_args.gradient_accumulation_steps
+    )
+
+    logger.info(
+        f"{len(train_dataset)} videos, {accelerator.num_processes} processes x {training_args.per_device_train_batch_size} "
+        f"x {training_args.gradient_accumulation_steps} accumulation = {total_batch_size} per step, learning rate "
+        f"{learning_rate:.3g}, {max_steps} steps ({update_steps_per_epoch} per epoch)"
+    )
+
+    # 8. Training loop
+    progress_bar = tqdm(
+        total=max_steps, initial=progress.completed_steps, disable=not accelerator.is_local_main_process
+    )
+    model.train()
+    last_loss = eval_loss = None
+
+    def run_evaluation() -> float:
+        loss = evaluate(model, eval_dataloader, accelerator, training_args.seed)
+        logger.info(f"step {progress.completed_steps}: eval_loss {loss:.4g}")
+        if trackers:
+            accelerator.log({"eval_loss": loss}, step=progress.completed_steps)
+        return loss
+
+    for epoch in range(starting_epoch, num_epochs):
+        if progress.completed_steps >= max_steps:
+            break
+        train_dataloader.set_epoch(epoch)
+        train_dataset.set_epoch(epoch)
+        skip = batches_to_skip if epoch == starting_epoch else 0
+        batches = accelerator.skip_first_batches(train_dataloader, skip) if skip else train_dataloader
+        for batch_index, batch in enumerate(batches, start=skip):
+            with accelerator.accumulate(model):
+                generator = mask_generator(training_args.seed, accelerator.process_index, epoch, batch_index)
+                outputs = model(**batch, generator=generator)
+                accelerator.backward(outputs.loss)
+                if accelerator.sync_gradients and training_args.max_grad_norm > 0:
+                    accelerator.clip_grad_norm_(model.parameters(), training_args.max_grad_norm)
+                optimizer.step()
+                optimizer.zero_grad()
+            if not accelerator.sync_gradients:
+                continue
+            if not accelerator.optimizer_step_was_skipped:
+                lr_scheduler.step()
+            progress.completed_steps += 1
+            progress_bar.update(1)
+            step = progress.completed_steps
+            if step % training_args.logging_steps == 0 or step == max_steps:
+                losses = {
+                    name: accelerator.gather(getattr(outputs, name).detach()).mean().item()
+                    for name in ("loss", "video_loss", "audio_loss", "contrastive_loss")
+                }
+                last_loss = losses["loss"]
+                losses["learning_rate"] = lr_scheduler.get_last_lr()[0]
+                progress_bar.set_postfix(loss=f"{last_loss:.4f}")
+                logger.info(f"step {step}: " + ", ".join(f"{name} {value:.4g}" for name, value in losses.items()))
+                if trackers:
+                    accelerator.log(losses, step=step)
+            if (
+                eval_dataloader is not None
+                and training_args.eval_strategy == "steps"
+                and step % training_args.eval_steps == 0
+            ):
+                eval_loss = run_evaluation()
+            if training_args.save_strategy == "steps" and step % training_args.save_steps == 0:
+                accelerator.save_state(os.path.join(training_args.output_dir, f"step_{step}"))
+            if step >= max_steps:
+                break
+        if eval_dataloader is not None and training_args.eval_strategy == "epoch":
+            eval_loss = run_evaluation()
+        if training_args.save_strategy == "epoch":
+            accelerator.save_state(os.path.join(training_args.output_dir, f"step_{progress.completed_steps}"))
+    progress_bar.close()
+    if eval_dataloader is not None and training_args.eval_strategy == "no":
+        eval_loss = run_evaluation()
+
+    # 9. Final model and processor
+    accelerator.wait_for_everyone()
+    unwrapped = accelerator.unwrap_model(model)
+    unwrapped.save_pretrained(
+        training_args.output_dir,
+        is_main_process=accelerator.is_main_process,
+        state_dict=accelerator.get_state_dict(model),
+    )
+    results = {
+        "completed_steps": progress.completed_steps,
+        "epoch": progress.completed_steps / update_steps_per_epoch,
+        "train_loss": last_loss,
+        "eval_loss": eval_loss,
+        "num_processes": accelerator.num_processes,
+    }
+    if accelerator.is_main_process:
+        processor.save_pretrained(training_args.output_dir)
+        Path(training_args.output_dir, "train_results.json").write_text(json.dumps(results, indent=2) + "\n")
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
+    return {**results, "process_index": accelerator.process_index, "model": unwrapped}
+
+
+def finish() -> None:
+    """End a multi-process run without the gloo teardown abort that raw DDP loops can hit at interpreter exit: close
+    the process group, flush, and leave immediately (single-process runs exit normally)."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
+
+
+if __name__ == "__main__":
+    main()
+    finish()
