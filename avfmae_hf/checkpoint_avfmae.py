@@ -360,6 +360,18 @@ def reference_outputs(model: AVFMAEPreTrainedModel, inputs: Mapping[str, torch.T
     masks `mask`, `mask_audio`, `decode_mask`, `decode_mask_audio`) and names its outputs as the official forward
     and engine do (`recon_video`, `logits`, `encoder.out`, ...; tests/fixtures/official/README.md)."""
     video = inputs["video"].permute(0, 2, 1, 3, 4)  # official (B, C, T, H, W) -> ours (B, T, C, H, W)
+    # the fused tokens are the backbone's outputs inside the model's own forward
+    backbone_outputs = []
+    handle = model.avfmae.register_forward_hook(lambda module, args, output: backbone_outputs.append(output))
+    try:
+        return _named_reference_outputs(model, inputs, video, backbone_outputs)
+    finally:
+        handle.remove()
+
+
+def _named_reference_outputs(
+    model: AVFMAEPreTrainedModel, inputs: Mapping[str, torch.Tensor], video: torch.Tensor, backbone_outputs: list
+) -> dict[str, torch.Tensor]:
     with torch.no_grad():
         if isinstance(model, AVFMAEForPreTraining):
             outputs = model(
@@ -370,12 +382,7 @@ def reference_outputs(model: AVFMAEPreTrainedModel, inputs: Mapping[str, torch.T
                 video_decoder_bool_masked_pos=inputs["decode_mask"],
                 audio_decoder_bool_masked_pos=inputs["decode_mask_audio"],
             )
-            backbone = model.avfmae(
-                video,
-                inputs["audio"],
-                video_bool_masked_pos=inputs["mask"],
-                audio_bool_masked_pos=inputs["mask_audio"],
-            )
+            backbone = backbone_outputs[0]
             named = {
                 "fusion.out.video": backbone.video_last_hidden_state,
                 "fusion.out.audio": backbone.audio_last_hidden_state,
@@ -402,7 +409,7 @@ def reference_outputs(model: AVFMAEPreTrainedModel, inputs: Mapping[str, torch.T
                 named[f"logits_per_audio.{position}"] = outputs.contrastive_logits[position].T
             return named
         outputs = model(video, inputs.get("audio"), output_hidden_states=True)
-        backbone = model.avfmae(video, inputs.get("audio"))
+        backbone = backbone_outputs[0]
     named = {
         "logits": outputs.logits,
         "feature": outputs.pooler_output,

@@ -73,7 +73,7 @@ def test_pretraining_reproduces_every_official_tensor(attn_implementation):
     actual = reference_outputs(model, inputs)  # the forward's outputs under the official names
     recorder.close()
 
-    # internals recorded by the hooks (every backbone call in reference_outputs sees the same inputs)
+    # internals recorded by the hooks during that forward
     actual["fusion.in.overall_feat"] = recorder.inputs["fusion"][2]
     for name, output in recorder.outputs.items():
         if name.startswith("block_out.encoder"):
