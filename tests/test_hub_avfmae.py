@@ -37,6 +37,7 @@ from avfmae_hf.hub_avfmae import (
     staged_directory,
 )
 from tests.official_checkpoints import fixture_constructor_kwargs, fixture_state_dict
+from tests.test_processor_hub_code import ALLOWED, PROCESSOR_MODULES
 from tests.tiny_configs import tiny_config, tiny_inputs
 
 
@@ -47,15 +48,7 @@ FULL_AUTO_MAP = {
     "AutoModelForVideoClassification": "modeling_avfmae.AVFMAEForVideoClassification",
 }
 CODE_FILES = {"configuration_avfmae.py", "convert_avfmae.py", "masking_avfmae.py", "modeling_avfmae.py"}
-PROCESSOR_CODE_FILES = {
-    "errors_avfmae.py",
-    "face_detection_avfmae.py",
-    "feature_extraction_avfmae.py",
-    "processing_avfmae.py",
-    "video_decoding_avfmae.py",
-    "video_processing_avfmae.py",
-}
-REMOTE_CODE_DEPENDENCIES = {"torch", "numpy", "transformers", "huggingface_hub"}
+PROCESSOR_CODE_FILES = set(PROCESSOR_MODULES)
 
 
 @pytest.fixture(scope="module")
@@ -135,7 +128,7 @@ def test_package_path_loads_every_auto_class_without_flags(classifier, classifie
 
 
 def test_remote_code_files_import_only_torch_numpy_transformers_and_each_other(classifier_folder):
-    allowed = REMOTE_CODE_DEPENDENCIES | set(sys.stdlib_module_names)
+    allowed = ALLOWED | set(sys.stdlib_module_names)
     for path in sorted(classifier_folder.glob("*.py")):
         # transformers' own scan looks at every import, also inside functions, and installs must satisfy it
         assert set(get_imports(path)) <= allowed, path.name
