@@ -19,6 +19,7 @@ PROCESSOR_MODULES = [
     "face_detection_avfmae.py",
     "feature_extraction_avfmae.py",
     "processing_avfmae.py",
+    "random_avfmae.py",
     "video_decoding_avfmae.py",
     "video_processing_avfmae.py",
 ]

@@ -136,7 +136,7 @@ def test_finetuning_needs_named_labels_and_one_model_source(restore_logging, tin
     with pytest.raises(ValueError, match="Name the classes"):
         script.main(["--model_name_or_path", os.fspath(tiny_pretrained), "--output_dir", os.fspath(tmp_path)])
     with pytest.raises(ValueError, match="exactly one of"):
-        script.main(["--preset", "base", "--config_name", "x", "--output_dir", os.fspath(tmp_path)])
+        script.main(["--size", "base", "--config_name", "x", "--output_dir", os.fspath(tmp_path)])
 
 
 @pytest.mark.parametrize(
