@@ -373,9 +373,19 @@ class AVFMAEConfig(_AVFMAEConfigChecks, PreTrainedConfig):
     use_frame_difference_target: bool = True
     initializer_range: float = 0.02
 
+    # Read-only views of the video tower for the code that reads a flat vision config (transformers'
+    # video-classification pipeline samples `num_frames` frames); the values live in `video_config` only.
     @property
     def hidden_size(self) -> int:
         return self.video_config.hidden_size
+
+    @property
+    def num_frames(self) -> int:
+        return self.video_config.num_frames
+
+    @property
+    def image_size(self) -> int:
+        return self.video_config.image_size
 
     def validate_architecture(self):
         video, audio = self.video_config, self.audio_config

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import PreTrainedModel
+from transformers import PreTrainedConfig, PreTrainedModel
 from transformers import initialization as init
 from transformers.activations import ACT2FN
 from transformers.image_utils import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
@@ -319,10 +319,11 @@ class AVFMAEAttention(nn.Module):
     cross-attention to `context` otherwise.
 
     Maps `hidden_states` `(..., N, C)` (and `context` `(..., M, context_size)`) to `(..., N, C)`; any leading
-    dimensions are flattened into the batch.
+    dimensions are flattened into the batch. `config` is the configuration whose `_attn_implementation` this
+    attention runs with: the tower's for the encoder and decoder layers, the top-level one for the fusion.
     """
 
-    def __init__(self, config: AVFMAEConfig, hidden_size: int, num_heads: int, context_size: int | None = None):
+    def __init__(self, config: PreTrainedConfig, hidden_size: int, num_heads: int, context_size: int | None = None):
         super().__init__()
         self.config = config
         self.num_heads = num_heads
@@ -381,12 +382,12 @@ class AVFMAELocalGlobalLayer(GradientCheckpointingLayer):
     5. MLP on all tokens.
     """
 
-    def __init__(self, config: AVFMAEConfig, tower_config: TowerConfig, drop_path: float):
+    def __init__(self, tower_config: TowerConfig, drop_path: float):
         super().__init__()
         hidden_size, eps = tower_config.hidden_size, tower_config.layer_norm_eps
 
         def attention() -> AVFMAEAttention:
-            return AVFMAEAttention(config, hidden_size, tower_config.num_attention_heads)
+            return AVFMAEAttention(tower_config, hidden_size, tower_config.num_attention_heads)
 
         self.local_attention_norm = nn.LayerNorm(hidden_size, eps=eps)
         self.local_attention = attention()
@@ -453,7 +454,7 @@ class AVFMAELocalGlobalEncoder(nn.Module):
         self.tower_config = tower_config
         self.region_tokens = nn.Parameter(torch.zeros(tower_config.num_regions, tower_config.hidden_size))
         drop_path_rates = linear_drop_path_rates(config.drop_path_rate, tower_config.num_hidden_layers)
-        self.layers = nn.ModuleList([AVFMAELocalGlobalLayer(config, tower_config, rate) for rate in drop_path_rates])
+        self.layers = nn.ModuleList([AVFMAELocalGlobalLayer(tower_config, rate) for rate in drop_path_rates])
         self.layernorm = nn.LayerNorm(tower_config.hidden_size, eps=tower_config.layer_norm_eps)
 
     def forward(
@@ -679,12 +680,12 @@ class AVFMAEDecoderLayer(GradientCheckpointingLayer):
     """Pretraining decoder layer (§3.4–3.5): optional cross-attention to an encoder skip feature, then
     self-attention and MLP, all pre-norm."""
 
-    def __init__(self, config: AVFMAEConfig, tower_config: TowerConfig, drop_path: float, has_cross_attention: bool):
+    def __init__(self, tower_config: TowerConfig, drop_path: float, has_cross_attention: bool):
         super().__init__()
         hidden_size, eps = tower_config.decoder_hidden_size, tower_config.layer_norm_eps
 
         def attention() -> AVFMAEAttention:
-            return AVFMAEAttention(config, hidden_size, tower_config.decoder_num_attention_heads)
+            return AVFMAEAttention(tower_config, hidden_size, tower_config.decoder_num_attention_heads)
 
         if has_cross_attention:
             self.cross_attention_norm = nn.LayerNorm(hidden_size, eps=eps)
@@ -733,7 +734,7 @@ class AVFMAEDecoder(nn.Module):
         drop_path_rates = linear_drop_path_rates(config.drop_path_rate, tower_config.decoder_num_hidden_layers)
         self.layers = nn.ModuleList(
             [
-                AVFMAEDecoderLayer(config, tower_config, rate, has_cross_attention=index > 0)
+                AVFMAEDecoderLayer(tower_config, rate, has_cross_attention=index > 0)
                 for index, rate in enumerate(drop_path_rates)
             ]
         )
@@ -782,6 +783,46 @@ class AVFMAEPreTrainedModel(PreTrainedModel):
     _no_split_modules = ["AVFMAELocalGlobalLayer", "AVFMAEFusionLayer", "AVFMAEDecoderLayer"]
     _supports_sdpa = True
     _can_record_outputs = {"attentions": AVFMAEAttention}
+
+    def __init__(self, config: AVFMAEConfig, *inputs, **kwargs):
+        super().__init__(config, *inputs, **kwargs)
+        # The attentions of each tower (encoder and decoder) read the tower's sub-config, the fusion the top-level
+        # one, so `attn_implementation={"video_config": ..., "audio_config": ..., "": ...}` picks one per part. A
+        # tower without its own choice follows the top-level one.
+        for tower_config in (config.video_config, config.audio_config):
+            requested = tower_config._attn_implementation
+            tower_config._attn_implementation_internal = (
+                self.config._attn_implementation
+                if requested is None
+                else self.get_correct_attn_implementation(requested, is_init_check=True)
+            )
+
+    def get_input_embeddings(self) -> nn.Module:
+        """The video tower's patch embedding: the embedding of `pixel_values`, the main input (the audio tower's is
+        `base_model.audio_embeddings`). There is no token vocabulary, so nothing can be resized."""
+        return self.base_model.video_embeddings
+
+    def set_input_embeddings(self, value: nn.Module):
+        self.base_model.video_embeddings = value
+
+    def tower_embeddings(self) -> list[nn.Module]:
+        """The input embedding of every tower the model has: video, then audio unless the model is video-only."""
+        base_model = self.base_model
+        return [base_model.video_embeddings] + ([base_model.audio_embeddings] if self.config.use_audio else [])
+
+    def enable_input_require_grads(self):
+        """Makes the output of every tower's input embedding require gradients, so that adapters inside frozen,
+        reentrant-checkpointed layers still get gradients. `get_input_embeddings` names one module (the video
+        tower's), which would leave the audio tower's checkpointed layers without a gradient."""
+
+        def make_output_require_grad(module, inputs, output):
+            output.requires_grad_(True)
+
+        self._require_grads_hooks = [
+            embeddings.register_forward_hook(make_output_require_grad) for embeddings in self.tower_embeddings()
+        ]
+        # transformers keeps the first hook under its former name too, for code that still reads it
+        self._require_grads_hook = self._require_grads_hooks[0]
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module):
