@@ -1,4 +1,5 @@
 import json
+import unittest
 from argparse import Namespace
 from pathlib import Path
 
@@ -6,9 +7,19 @@ import pytest
 import torch
 from transformers import AutoConfig
 
-from avfmae_hf import AVFMAEConfig, AVFMAEForPreTraining, AVFMAEForVideoClassification
+from avfmae_hf import (
+    AVFMAEAudioConfig,
+    AVFMAEConfig,
+    AVFMAEForPreTraining,
+    AVFMAEForVideoClassification,
+    AVFMAEVideoConfig,
+)
 from avfmae_hf.original_config_avfmae import config_from_original
 from tests.tiny_configs import tiny_config
+from tests.transformers_suite import import_common
+
+
+ConfigTester = import_common("test_configuration_common").ConfigTester
 
 
 OFFICIAL = Path(__file__).parent / "fixtures" / "official"
@@ -23,6 +34,40 @@ PARAMETER_COUNTS = {
 
 def count_parameters(model: torch.nn.Module) -> int:
     return sum(parameter.numel() for parameter in model.parameters())
+
+
+class AVFMAEConfigTest(unittest.TestCase):
+    """transformers' `ConfigTester` on the composite config and on each tower's config."""
+
+    def test_config(self):
+        ConfigTester(
+            self,
+            config_class=AVFMAEConfig,
+            has_text_modality=False,
+            # what code written for flat vision configs reads at the top level
+            common_properties=["hidden_size", "num_frames", "image_size"],
+            fusion_num_hidden_layers=1,
+            drop_path_rate=0.1,
+            contrastive_temperature=0.1,
+        ).run_common_tests()
+
+    def test_video_config(self):
+        ConfigTester(
+            self, config_class=AVFMAEVideoConfig, has_text_modality=False, num_frames=8, layer_norm_eps=1e-5
+        ).run_common_tests()
+
+    def test_audio_config(self):
+        ConfigTester(
+            self, config_class=AVFMAEAudioConfig, has_text_modality=False, max_length=128, num_mel_bins=64
+        ).run_common_tests()
+
+
+def test_top_level_num_frames_and_image_size_are_views_of_the_video_tower():
+    config = AVFMAEConfig.from_size("base", video_config={"num_frames": 32, "region_size": (4, 5, 10)})
+    assert (config.num_frames, config.image_size) == (32, 160)
+    assert "num_frames" not in config.to_diff_dict() and "image_size" not in config.to_diff_dict()
+    with pytest.raises(AttributeError):
+        config.num_frames = 2
 
 
 @pytest.mark.parametrize("size", ["base", "large", "huge"])
