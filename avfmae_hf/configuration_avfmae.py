@@ -346,6 +346,12 @@ class AVFMAEConfig(_AVFMAEConfigChecks, PreTrainedConfig):
             reconstructed as differences to its first frame.
         initializer_range (`float`, defaults to 0.02): std of the truncated-normal init of region and mask tokens.
 
+    `num_frames` and `image_size` read the video tower's values (for code that reads a flat vision config, such as
+    transformers' video-classification pipeline); set them in `video_config`. The attention implementation is
+    chosen per part: each tower (encoder and pretraining decoder) runs its sub-config's, the fusion the top-level
+    one, e.g. `attn_implementation={"video_config": "eager", "audio_config": "sdpa", "": "sdpa"}` when loading, or
+    `model.set_attn_implementation(...)` with the same dict. A tower without its own choice follows the top level.
+
     Example:
 
     ```python

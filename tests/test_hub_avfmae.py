@@ -26,6 +26,7 @@ from avfmae_hf import (
     AVFMAEModel,
     AVFMAEProcessor,
 )
+from avfmae_hf.checkpoint_avfmae import random_inputs
 from avfmae_hf.convert_avfmae import convert_original_state_dict
 from avfmae_hf.hub_avfmae import (
     CITATION,
@@ -39,7 +40,7 @@ from avfmae_hf.hub_avfmae import (
 from avfmae_hf.original_config_avfmae import config_from_original
 from tests.official_checkpoints import fixture_constructor_kwargs, fixture_state_dict
 from tests.test_processor_hub_code import ALLOWED, PROCESSOR_MODULES
-from tests.tiny_configs import tiny_config, tiny_inputs
+from tests.tiny_configs import tiny_config
 
 
 FULL_AUTO_MAP = {
@@ -105,7 +106,7 @@ def test_large_weights_are_sharded_and_reload_identically(classifier, tmp_path):
 def test_package_path_loads_every_auto_class_without_flags(classifier, classifier_folder, tmp_path):
     pretraining = AVFMAEForPreTraining(tiny_config()).eval()
     export_checkpoint(pretraining, tmp_path / "pretraining")
-    inputs = tiny_inputs(classifier.config)
+    inputs = random_inputs(classifier.config, batch_size=2)
     for folder, auto_class, expected in [
         (classifier_folder, AutoModelForVideoClassification, AVFMAEForVideoClassification),
         (classifier_folder, AutoModel, AVFMAEModel),
@@ -216,7 +217,7 @@ with open(result_path, "w") as handle:
 
 
 def test_remote_code_path_loads_in_a_process_without_the_package(classifier, classifier_folder, tmp_path):
-    inputs = tiny_inputs(classifier.config)
+    inputs = random_inputs(classifier.config, batch_size=2)
     save_file(inputs, tmp_path / "inputs.safetensors")
     clip = tiny_clip()
     save_file(
@@ -376,7 +377,7 @@ def test_pretraining_folder_hands_off_to_a_classifier(tmp_path):
     assert {key.split(".")[0] for key in encoders_and_fusion} >= {"video_encoder", "audio_encoder", "fusion"}
     for key, value in encoders_and_fusion.items():
         assert torch.equal(handed_off[key], value), key
-    inputs = tiny_inputs(classifier.config)
+    inputs = random_inputs(classifier.config, batch_size=2)
     with torch.no_grad():
         assert classifier.eval()(**inputs).logits.shape == (2, 4)
 

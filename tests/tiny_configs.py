@@ -1,7 +1,5 @@
 """Tiny AVF-MAE++ configurations for fast tests (the official fixtures' geometry: 8 regions per tower)."""
 
-import torch
-
 from avfmae_hf import AVFMAEConfig
 
 
@@ -27,16 +25,3 @@ def tiny_config(**overrides) -> AVFMAEConfig:
     if "id2label" not in overrides:
         defaults["num_labels"] = 5
     return AVFMAEConfig(video_config=video, audio_config=audio, **{**defaults, **overrides})
-
-
-def tiny_inputs(config: AVFMAEConfig, batch_size: int = 2, seed: int = 0) -> dict[str, torch.Tensor]:
-    generator = torch.Generator().manual_seed(seed)
-    video, audio = config.video_config, config.audio_config
-    inputs = {
-        "pixel_values": torch.randn(
-            batch_size, video.num_frames, video.num_channels, video.image_size, video.image_size, generator=generator
-        )
-    }
-    if config.use_audio:
-        inputs["audio_values"] = torch.randn(batch_size, 1, audio.max_length, audio.num_mel_bins, generator=generator)
-    return inputs
