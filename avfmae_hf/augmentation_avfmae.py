@@ -25,6 +25,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .video_processing_avfmae import FrameSampling
+
 
 # The official fine-tuning transforms, in the order they run (config.json of the reference fixtures).
 FINE_TUNE_TRAIN_ORDER = (
@@ -654,9 +656,39 @@ class FineTuningAugmentation:
             clip = random_erasing(clip.contiguous(), generator, self.erasing_probability)
         return clip
 
-    def sample_frames(self, total_frames: int, num_frames: int, frame_stride: int, generator=None):
+    def sample_frames(self, total_frames: int, num_frames: int, frame_stride: int, generator=None) -> None:
         """Fine-tuning keeps the processor's `"train"` sampling: `None`."""
         return None
+
+    @classmethod
+    def from_names(cls, names: Sequence[str], randaugment: str = DEFAULT_RANDAUGMENT) -> "FineTuningAugmentation":
+        """The transforms named in `names` (of `FINE_TUNE_AUGMENTATIONS`; `mixup_cutmix` is per batch, see
+        [`MixupCutmix`], and is accepted but not part of this per-clip object)."""
+        names = check_augmentation_names(names, FINE_TUNE_AUGMENTATIONS)
+        return cls(
+            randaugment=randaugment if "randaugment" in names else None,
+            random_resized_crop="random_resized_crop" in names,
+            flip_probability=0.5 if "horizontal_flip" in names else 0.0,
+            erasing_probability=0.25 if "random_erasing" in names else 0.0,
+        )
+
+    @property
+    def is_identity(self) -> bool:
+        """Whether every per-clip transform is off."""
+        return (
+            self.policy is None
+            and not self.random_resized_crop
+            and self.flip_probability == 0
+            and self.erasing_probability == 0
+        )
+
+
+def check_augmentation_names(names: Sequence[str], known: Sequence[str]) -> frozenset[str]:
+    """`names` as a set, after checking that each is one of `known` (a `ValueError` names the unknown ones)."""
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        raise ValueError(f"Unknown augmentation(s) {', '.join(map(repr, unknown))}; choose from {', '.join(known)}.")
+    return frozenset(names)
 
 
 @dataclass
@@ -685,10 +717,22 @@ class PretrainingAugmentation:
     def transform_clip(self, clip: torch.Tensor, generator=None) -> torch.Tensor:
         return clip
 
-    def sample_frames(self, total_frames: int, num_frames: int, frame_stride: int, generator=None):
+    def sample_frames(
+        self, total_frames: int, num_frames: int, frame_stride: int, generator=None
+    ) -> FrameSampling | None:
+        """The official random temporal start ([`pretraining_frame_indices`]); the audio spans the sampled frames
+        plus one stride (`None` when off: the processor's sampling mode is used)."""
         if not self.random_temporal_start:
             return None
-        return pretraining_frame_indices(total_frames, num_frames, frame_stride, generator)[0]
+        indices, _ = pretraining_frame_indices(total_frames, num_frames, frame_stride, generator)
+        audio_end = min(int(indices[-1]) + frame_stride, total_frames - 1)
+        return FrameSampling(indices, int(indices[0]), audio_end, total_frames)
+
+    @classmethod
+    def from_names(cls, names: Sequence[str]) -> "PretrainingAugmentation":
+        """The transforms named in `names` (of `PRETRAINING_AUGMENTATIONS`; the audio gain is the processor's)."""
+        names = check_augmentation_names(names, PRETRAINING_AUGMENTATIONS)
+        return cls(multiscale_crop="multiscale_crop" in names, random_temporal_start="random_temporal_start" in names)
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -764,6 +808,7 @@ __all__ = [
     "RandAugmentPolicy",
     "RandAugmentStep",
     "apply_randaugment_op",
+    "check_augmentation_names",
     "cutmix_lambda",
     "draw_cutmix_box",
     "draw_erasing_box",
