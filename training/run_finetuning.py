@@ -30,6 +30,7 @@ import sys
 from dataclasses import dataclass, field
 
 import datasets
+import torch
 import transformers
 from transformers import AutoConfig, HfArgumentParser, TrainingArguments, set_seed
 from transformers.trainer_utils import get_last_checkpoint
@@ -44,6 +45,7 @@ from avfmae_hf.augmentation_avfmae import (
 )
 from avfmae_hf.convert_avfmae import dataset_id2label
 from avfmae_hf.inference_avfmae import load_processor
+from avfmae_hf.mixture_avfmae import MixtureDataset, load_mixture
 from avfmae_hf.training_avfmae import (
     PROBLEM_TYPES,
     SINGLE_LABEL,
@@ -99,6 +101,13 @@ class ModelArguments:
             "official datasets' frames are aligned faces already)."
         },
     )
+    new_head: bool = field(
+        default=False,
+        metadata={
+            "help": "Start a new classification head (stage 3 of the three-stage recipe: the stage-2 backbone, "
+            "the target dataset's classes), even when the checkpoint's head has the same number of classes."
+        },
+    )
     video_only: bool = field(
         default=False,
         metadata={
@@ -122,6 +131,14 @@ class DataTrainingArguments:
         metadata={
             "help": "Training list: `<frames_dir> <audio.wav> <label>` lines (official format), `<video> <label>` "
             "lines, or a CSV with a `video,label` (and optional `audio`) header. Labels: indices or class names."
+        },
+    )
+    train_mixture: str | None = field(
+        default=None,
+        metadata={
+            "help": "Stage 2 (hybrid intermediate fine-tuning): a mixture file of labelled source datasets, their "
+            "label mappings into one vocabulary, sampling weights and the target test splits to keep out (see "
+            "training/README.md). Replaces --train_file; the classes are the mixture's vocabulary."
         },
     )
     validation_file: str | None = field(default=None, metadata={"help": "Validation list (same formats)."})
@@ -367,8 +384,18 @@ def main(args: list[str] | None = None) -> dict[str, float]:
             logger.info(f"Resuming from {last_checkpoint}; use a new --output_dir to start over.")
     set_seed(training_args.seed)
 
-    # 4. Labels, config, model and processor
-    id2label = resolve_labels(data_args, model_args)
+    # 4. Labels, config, model and processor; stage 2 checks its mixture (labels, test splits) first
+    mixture = None
+    if data_args.train_mixture is not None:
+        if data_args.train_file or data_args.dataset or data_args.id2label:
+            raise ValueError("--train_mixture brings its training lists and vocabulary: leave out --train_file, "
+                             "--dataset and --id2label.")  # fmt: skip
+        mixture = load_mixture(data_args.train_mixture)
+        mixture.check_test_splits()
+        for source in mixture.sources:
+            logger.info(f"Mixture source {source.name}: {len(source.entries)} clips (weight {source.weight}), "
+                        f"{source.dropped} left out by its label mapping")  # fmt: skip
+    id2label = mixture.id2label if mixture is not None else resolve_labels(data_args, model_args)
     overrides = {"problem_type": data_args.problem_type}
     if id2label is not None:
         overrides.update(id2label=id2label, label2id={name: index for index, name in id2label.items()})
@@ -382,8 +409,10 @@ def main(args: list[str] | None = None) -> dict[str, float]:
             model_args.model_name_or_path,
             config=config,
             # a video-only head reads C features instead of the fused 2C: it is new
-            ignore_mismatched_sizes=model_args.ignore_mismatched_sizes or model_args.video_only,
+            ignore_mismatched_sizes=model_args.ignore_mismatched_sizes or model_args.video_only or model_args.new_head,
         )
+        if model_args.new_head and isinstance(model.classifier, torch.nn.Linear):
+            model.classifier.reset_parameters()  # PyTorch's default initialisation, as the official head
     else:
         if model_args.preset is not None:
             config = AVFMAEConfig.from_preset(model_args.preset, **overrides)
@@ -413,6 +442,9 @@ def main(args: list[str] | None = None) -> dict[str, float]:
         if path is None:
             return None
         entries = read_list_file(path, label2id=label2id, problem_type=data_args.problem_type)
+        return make_dataset(entries, mode, limit, seed, training)
+
+    def make_dataset(entries, mode: str, limit: int | None, seed: int | None, training: bool) -> AVFMAEVideoDataset:
         gain_jitter = data_args.audio_gain_jitter
         return AVFMAEVideoDataset(
             entries[:limit] if limit is not None else entries,
@@ -430,13 +462,19 @@ def main(args: list[str] | None = None) -> dict[str, float]:
     train_dataset = load_split(
         data_args.train_file, data_args.train_sampling_mode, data_args.max_train_samples, data_seed, training=True
     )
+    if mixture is not None:
+        sources = [
+            make_dataset(source.entries, data_args.train_sampling_mode, data_args.max_train_samples, data_seed, True)
+            for source in mixture.sources
+        ]
+        train_dataset = MixtureDataset(sources, [source.weight for source in mixture.sources], seed=data_seed)
     eval_dataset = load_split(
         data_args.validation_file, data_args.validation_sampling_mode, data_args.max_eval_samples, data_seed
     )
     test_dataset = load_split(data_args.test_file, data_args.eval_sampling_mode, data_args.max_eval_samples, data_seed)
     eval_dataset = select_evaluation_split(data_args, eval_dataset, data_seed, load_split)
     if training_args.do_train and train_dataset is None:
-        raise ValueError("--do_train needs --train_file.")
+        raise ValueError("--do_train needs --train_file (or --train_mixture).")
     if training_args.do_eval and eval_dataset is None:
         raise ValueError("--do_eval needs --validation_file (or --model_selection_split test with --test_file).")
     mixup = build_mixup(augmentation_args, data_args, training_args, model.config.num_labels)
