@@ -25,7 +25,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .video_processing_avfmae import FrameSampling
+from .random_avfmae import as_numpy_random
+from .video_processing_avfmae import FrameSampling, _random_integer
 
 
 # The official fine-tuning transforms, in the order they run (config.json of the reference fixtures).
@@ -80,28 +81,6 @@ DEFAULT_RANDAUGMENT = "rand-m7-n4-mstd0.5-inc1"
 RANDAUGMENT_FILL = (128, 128, 128)
 PIL_BICUBIC = 3
 MULTISCALE_CROP_SCALES = (1.0, 0.875, 0.75, 0.66)
-
-
-def _random_source(generator):
-    """A numpy random source from a `Generator`, a `RandomState`, an `int` seed (seeds a `RandomState`, as the
-    processor does) or `None` (fresh entropy)."""
-    if generator is None:
-        return np.random.default_rng()
-    if isinstance(generator, (int, np.integer)):
-        return np.random.RandomState(int(generator))
-    if isinstance(generator, (np.random.Generator, np.random.RandomState)):
-        return generator
-    raise TypeError(
-        f"generator must be a numpy.random.Generator, a numpy.random.RandomState, an int seed or None, got "
-        f"{type(generator).__name__}."
-    )
-
-
-def _integer(generator, low: int, high: int) -> int:
-    """An integer in `[low, high)`."""
-    if isinstance(generator, np.random.RandomState):
-        return int(generator.randint(low, high))
-    return int(generator.integers(low, high))
 
 
 def _pil():
@@ -278,7 +257,7 @@ class RandAugmentPolicy:
     def draw(self, generator=None) -> list[RandAugmentStep]:
         """Draw the steps of one clip, in the official order: the `num_layers` op choices, then for each op its
         probability draw and, when it runs, its magnitude and (signed ops) its sign."""
-        generator = _random_source(generator)
+        generator = as_numpy_random(generator)
         choices = generator.choice(len(RANDAUGMENT_OPS), self.num_layers, replace=True)
         steps = []
         for choice in choices:
@@ -321,7 +300,7 @@ def draw_resized_crop_box(
 ) -> tuple[int, int, int, int]:
     """A random-resized-crop box `(top, left, height, width)`: `tries` draws of an area fraction in `scale` and a
     log-uniform aspect ratio in `ratio`; when none fits, the centre crop with the aspect clamped to `ratio`."""
-    generator = _random_source(generator)
+    generator = as_numpy_random(generator)
     area = height * width
     log_ratio = (math.log(ratio[0]), math.log(ratio[1]))
     for _ in range(tries):
@@ -330,8 +309,8 @@ def draw_resized_crop_box(
         crop_width = int(round(math.sqrt(target_area * aspect)))
         crop_height = int(round(math.sqrt(target_area / aspect)))
         if 0 < crop_width <= width and 0 < crop_height <= height:
-            top = _integer(generator, 0, height - crop_height + 1)
-            left = _integer(generator, 0, width - crop_width + 1)
+            top = _random_integer(generator, 0, height - crop_height + 1)
+            left = _random_integer(generator, 0, width - crop_width + 1)
             return top, left, crop_height, crop_width
     in_ratio = width / height
     if in_ratio < min(ratio):
@@ -379,7 +358,7 @@ def draw_erasing_box(
     """A random-erasing box `(top, left, height, width)`: an area fraction in [`min_area`, `max_area`] and a
     log-uniform aspect in [`min_aspect`, 1 / `min_aspect`], strictly smaller than the frame; `None` when `tries`
     draws all fail."""
-    generator = _random_source(generator)
+    generator = as_numpy_random(generator)
     log_aspect = (math.log(min_aspect), math.log(1 / min_aspect))
     for _ in range(tries):
         target_area = generator.uniform(min_area, max_area) * height * width
@@ -387,8 +366,8 @@ def draw_erasing_box(
         box_height = int(round(math.sqrt(target_area * aspect)))
         box_width = int(round(math.sqrt(target_area / aspect)))
         if box_width < width and box_height < height:
-            top = _integer(generator, 0, height - box_height + 1)
-            left = _integer(generator, 0, width - box_width + 1)
+            top = _random_integer(generator, 0, height - box_height + 1)
+            left = _random_integer(generator, 0, width - box_width + 1)
             return top, left, box_height, box_width
     return None
 
@@ -396,7 +375,7 @@ def draw_erasing_box(
 def erase_box(clip: torch.Tensor, box: Sequence[int], generator=None) -> torch.Tensor:
     """Fill `box` of every frame of a `(T, C, H, W)` clip with fresh N(0, 1) noise (per pixel, channel and frame),
     in place; returns the clip."""
-    generator = _random_source(generator)
+    generator = as_numpy_random(generator)
     top, left, height, width = (int(value) for value in box)
     noise = generator.normal(size=(clip.shape[0], clip.shape[1], height, width))
     clip[:, :, top : top + height, left : left + width] = torch.from_numpy(noise).to(clip.dtype)
@@ -405,7 +384,7 @@ def erase_box(clip: torch.Tensor, box: Sequence[int], generator=None) -> torch.T
 
 def random_erasing(clip: torch.Tensor, generator=None, probability: float = 0.25) -> torch.Tensor:
     """Official random erasing of a clip (pixel mode, one box, the same box in every frame), in place."""
-    generator = _random_source(generator)
+    generator = as_numpy_random(generator)
     if generator.random() > probability:
         return clip
     box = draw_erasing_box(clip.shape[-2], clip.shape[-1], generator)
@@ -434,11 +413,11 @@ def mixed_targets(labels: torch.Tensor, num_classes: int, lam: float, smoothing:
 def draw_cutmix_box(height: int, width: int, lam: float, generator=None) -> tuple[int, int, int, int]:
     """A CutMix box `(y0, y1, x0, x1)` of sides `int(side * sqrt(1 - lam))` around a uniform random centre, clipped
     to the frame."""
-    generator = _random_source(generator)
+    generator = as_numpy_random(generator)
     cut_ratio = math.sqrt(1.0 - lam)
     cut_height, cut_width = int(height * cut_ratio), int(width * cut_ratio)
-    center_y = _integer(generator, 0, height)
-    center_x = _integer(generator, 0, width)
+    center_y = _random_integer(generator, 0, height)
+    center_x = _random_integer(generator, 0, width)
     y0, y1 = (int(np.clip(center_y + offset, 0, height)) for offset in (-(cut_height // 2), cut_height // 2))
     x0, x1 = (int(np.clip(center_x + offset, 0, width)) for offset in (-(cut_width // 2), cut_width // 2))
     return y0, y1, x0, x1
@@ -490,7 +469,7 @@ class MixupCutmix:
     label_smoothing: float = 0.1
 
     def draw(self, height: int, width: int, generator=None) -> MixParameters:
-        generator = _random_source(generator)
+        generator = as_numpy_random(generator)
         if generator.random() >= self.probability:
             return MixParameters(False, 1.0)
         if self.mixup_alpha > 0 and self.cutmix_alpha > 0:
@@ -567,11 +546,11 @@ def draw_multiscale_crop(
 ) -> tuple[int, int, int, int]:
     """A multi-scale crop `(crop_width, crop_height, offset_x, offset_y)`: a candidate size, then one of its 13
     offsets, each uniformly."""
-    generator = _random_source(generator)
+    generator = as_numpy_random(generator)
     sizes = multiscale_crop_sizes(width, height, output_size, scales)
-    crop_width, crop_height = sizes[_integer(generator, 0, len(sizes))]
+    crop_width, crop_height = sizes[_random_integer(generator, 0, len(sizes))]
     offsets = multiscale_crop_offsets(width, height, crop_width, crop_height)
-    offset_x, offset_y = offsets[_integer(generator, 0, len(offsets))]
+    offset_x, offset_y = offsets[_random_integer(generator, 0, len(offsets))]
     return crop_width, crop_height, offset_x, offset_y
 
 
@@ -597,7 +576,7 @@ def pretraining_frame_indices(total_frames: int, num_frames: int = 16, frame_str
     if total_frames < 1:
         raise ValueError(f"A clip needs at least one frame, got {total_frames}.")
     window = num_frames * frame_stride
-    start = _integer(_random_source(generator), 0, total_frames - window + 1) if total_frames > window else 0
+    start = _random_integer(generator, 0, total_frames - window + 1) if total_frames > window else 0
     indices = np.minimum(start + frame_stride * np.arange(num_frames), total_frames - 1).astype(np.int64)
     return indices, start
 
@@ -645,7 +624,7 @@ class FineTuningAugmentation:
 
     def transform_clip(self, clip: torch.Tensor, generator=None) -> torch.Tensor:
         """Random resized crop, flip and erasing of a normalised `(T, C, H, W)` clip."""
-        generator = _random_source(generator)
+        generator = as_numpy_random(generator)
         height, width = clip.shape[-2:]
         if self.random_resized_crop:
             box = draw_resized_crop_box(height, width, generator, self.crop_scale, self.crop_ratio)

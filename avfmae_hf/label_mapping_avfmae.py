@@ -32,7 +32,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from .convert_avfmae import dataset_id2label
+from .labels_avfmae import dataset_id2label
 
 
 # The seven basic emotion categories most affective video datasets share: the shipped stage-2 vocabulary.

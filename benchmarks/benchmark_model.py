@@ -59,7 +59,7 @@ def build_step(case: str, size: str, dtype: str, compile_model: bool) -> Callabl
     labels = torch.randint(0, 11, (batch_size,))
 
     if case.startswith("pretraining"):
-        model = AVFMAEForPreTraining(AVFMAEConfig.from_preset(size)).train()
+        model = AVFMAEForPreTraining(AVFMAEConfig.from_size(size)).train()
         generator = torch.Generator().manual_seed(0)
 
         def run():
@@ -67,7 +67,7 @@ def build_step(case: str, size: str, dtype: str, compile_model: bool) -> Callabl
 
     else:
         training = "train" in case
-        config = AVFMAEConfig.from_preset(size, num_labels=11, drop_path_rate=0.1 if training else 0.0)
+        config = AVFMAEConfig.from_size(size, num_labels=11, drop_path_rate=0.1 if training else 0.0)
         model = AVFMAEForVideoClassification(config).train(training)
 
         def run():

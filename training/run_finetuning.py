@@ -32,10 +32,10 @@ from dataclasses import dataclass, field
 import datasets
 import torch
 import transformers
-from transformers import AutoConfig, HfArgumentParser, TrainingArguments, set_seed
+from transformers import HfArgumentParser, TrainingArguments, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
-from avfmae_hf import AVFMAEConfig, AVFMAEForVideoClassification, AVFMAEProcessor
+from avfmae_hf import AVFMAEForVideoClassification
 from avfmae_hf.augmentation_avfmae import (
     DEFAULT_RANDAUGMENT,
     FINE_TUNE_AUGMENTATIONS,
@@ -43,8 +43,6 @@ from avfmae_hf.augmentation_avfmae import (
     MixupCutmix,
     save_augmentation_preview,
 )
-from avfmae_hf.convert_avfmae import dataset_id2label
-from avfmae_hf.inference_avfmae import load_processor
 from avfmae_hf.mixture_avfmae import MixtureDataset, load_mixture
 from avfmae_hf.training_avfmae import (
     PROBLEM_TYPES,
@@ -53,7 +51,10 @@ from avfmae_hf.training_avfmae import (
     AVFMAETrainer,
     AVFMAEVideoDataset,
     build_compute_metrics,
+    check_model_source,
+    finetuning_labels,
     keep_logits,
+    load_model_and_processor,
     parse_arguments,
     read_list_file,
     scale_learning_rate,
@@ -72,10 +73,10 @@ class ModelArguments:
         default=None,
         metadata={
             "help": "A converted or saved AVF-MAE++ folder (or Hub id): a pretraining checkpoint (a new head is made) "
-            "or a classification checkpoint. Leave unset to train from scratch with --preset or --config_name."
+            "or a classification checkpoint. Leave unset to train from scratch with --size or --config_name."
         },
     )
-    preset: str | None = field(
+    size: str | None = field(
         default=None, metadata={"help": "Train from scratch at a paper size: base, large or huge."}
     )
     config_name: str | None = field(
@@ -117,9 +118,7 @@ class ModelArguments:
     )
 
     def __post_init__(self):
-        sources = [self.model_name_or_path, self.preset, self.config_name]
-        if sum(source is not None for source in sources) != 1:
-            raise ValueError("Pass exactly one of --model_name_or_path, --preset and --config_name.")
+        check_model_source(self.model_name_or_path, self.size, self.config_name)
 
 
 @dataclass
@@ -173,7 +172,7 @@ class DataTrainingArguments:
             "video) or 'uniform'."
         },
     )
-    test_num_segments: int | None = field(
+    num_test_segments: int | None = field(
         default=None,
         metadata={"help": "Temporal segments per video in the 'test' mode (official: 2); default: the processor's."},
     )
@@ -273,25 +272,6 @@ class AVFMAETrainingArguments(TrainingArguments):
     )
 
 
-def resolve_labels(data_args: DataTrainingArguments, model_args: ModelArguments) -> dict[int, str] | None:
-    """id2label from --dataset, --id2label or a classification checkpoint (None: keep the checkpoint's)."""
-    if data_args.dataset and data_args.id2label:
-        raise ValueError("Pass either --dataset or --id2label, not both.")
-    if data_args.id2label:
-        names = [name.strip() for name in data_args.id2label.split(",") if name.strip()]
-        return dict(enumerate(names))
-    if data_args.dataset:
-        return dataset_id2label(data_args.dataset)
-    if model_args.model_name_or_path is not None:
-        config = AutoConfig.from_pretrained(model_args.model_name_or_path)
-        if any("Classification" in name for name in config.architectures or []):
-            return None
-    raise ValueError(
-        "Name the classes: --dataset for an official dataset's label order, or --id2label name0,name1,... in the "
-        "order of the list files' integer labels (the labels are not guessed)."
-    )
-
-
 ARGUMENT_CLASSES = (ModelArguments, DataTrainingArguments, AugmentationArguments, AVFMAETrainingArguments)
 
 
@@ -388,47 +368,46 @@ def main(args: list[str] | None = None) -> dict[str, float]:
     mixture = None
     if data_args.train_mixture is not None:
         if data_args.train_file or data_args.dataset or data_args.id2label:
-            raise ValueError("--train_mixture brings its training lists and vocabulary: leave out --train_file, "
-                             "--dataset and --id2label.")  # fmt: skip
+            raise ValueError(
+                "--train_mixture brings its training lists and vocabulary: leave out --train_file, --dataset and "
+                "--id2label."
+            )
         mixture = load_mixture(data_args.train_mixture)
         mixture.check_test_splits()
         for source in mixture.sources:
-            logger.info(f"Mixture source {source.name}: {len(source.entries)} clips (weight {source.weight}), "
-                        f"{source.dropped} left out by its label mapping")  # fmt: skip
-    id2label = mixture.id2label if mixture is not None else resolve_labels(data_args, model_args)
-    overrides = {"problem_type": data_args.problem_type}
-    if id2label is not None:
-        overrides.update(id2label=id2label, label2id={name: index for index, name in id2label.items()})
+            logger.info(
+                f"Mixture source {source.name}: {len(source.entries)} clips (weight {source.weight}), "
+                f"{source.dropped} left out by its label mapping"
+            )
+        id2label = mixture.id2label
+    else:
+        id2label = finetuning_labels(data_args.dataset, data_args.id2label, model_args.model_name_or_path)
+    overrides = {
+        "problem_type": data_args.problem_type,
+        "id2label": id2label,
+        "label2id": {name: index for index, name in id2label.items()},
+    }
     if model_args.drop_path_rate is not None:
         overrides["drop_path_rate"] = model_args.drop_path_rate
     if model_args.video_only:
         overrides["use_audio"] = False
-    if model_args.model_name_or_path is not None:
-        config = AutoConfig.from_pretrained(model_args.model_name_or_path, **overrides)
-        model = AVFMAEForVideoClassification.from_pretrained(
-            model_args.model_name_or_path,
-            config=config,
-            # a video-only head reads C features instead of the fused 2C: it is new
-            ignore_mismatched_sizes=model_args.ignore_mismatched_sizes or model_args.video_only or model_args.new_head,
-        )
-        if model_args.new_head and isinstance(model.classifier, torch.nn.Linear):
-            model.classifier.reset_parameters()  # PyTorch's default initialisation, as the official head
-    else:
-        if model_args.preset is not None:
-            config = AVFMAEConfig.from_preset(model_args.preset, **overrides)
-        else:
-            config = AVFMAEConfig.from_pretrained(model_args.config_name, **overrides)
-        model = AVFMAEForVideoClassification(config)
-    if model_args.processor_name is not None:
-        processor = AVFMAEProcessor.from_pretrained(model_args.processor_name)
-    elif model_args.model_name_or_path is not None:
-        processor = load_processor(model_args.model_name_or_path, model.config)
-    else:
-        processor = AVFMAEProcessor.for_model_config(model.config)
-    if model_args.do_face_crop is not None:
-        processor.image_processor.do_face_crop = model_args.do_face_crop
-    if data_args.test_num_segments is not None:
-        processor.image_processor.num_test_segments = data_args.test_num_segments
+    # a video-only head reads C features instead of the fused 2C, and --new_head asks for a new one: either way the
+    # checkpoint's head is not loaded
+    new_head = model_args.new_head or model_args.video_only
+    model, processor = load_model_and_processor(
+        AVFMAEForVideoClassification,
+        model_name_or_path=model_args.model_name_or_path,
+        size=model_args.size,
+        config_name=model_args.config_name,
+        processor_name=model_args.processor_name,
+        do_face_crop=model_args.do_face_crop,
+        config_overrides=overrides,
+        **({"ignore_mismatched_sizes": True} if model_args.ignore_mismatched_sizes or new_head else {}),
+    )
+    if new_head and model_args.model_name_or_path is not None and isinstance(model.classifier, torch.nn.Linear):
+        model.classifier.reset_parameters()  # PyTorch's default initialisation, as the official head
+    if data_args.num_test_segments is not None:
+        processor.image_processor.num_test_segments = data_args.num_test_segments
 
     # 5. Datasets: training windows and augmentations are random (seeded per epoch and video); the validation clip
     #    is random as in the official code but fixed by the data seed; the test views are deterministic
