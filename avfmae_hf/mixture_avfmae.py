@@ -53,7 +53,7 @@ class _AnyLabel(dict):
         return 0
 
 
-class TestSplitOverlapError(ValueError):
+class TargetTestClipError(ValueError):
     """Training clips that belong to a target dataset's test split."""
 
     def __init__(self, overlaps: Sequence[tuple[str, str, str]]):
@@ -111,11 +111,11 @@ def find_test_clips(
 def check_no_test_clips(
     train_entries: Sequence[ListEntry], test_entries: Sequence[ListEntry], by_content: bool = True
 ) -> None:
-    """Raise [`TestSplitOverlapError`] listing every training clip found in the test split (see
+    """Raise [`TargetTestClipError`] listing every training clip found in the test split (see
     [`find_test_clips`])."""
     overlaps = find_test_clips(train_entries, test_entries, by_content)
     if overlaps:
-        raise TestSplitOverlapError(overlaps)
+        raise TargetTestClipError(overlaps)
 
 
 @dataclass
@@ -246,7 +246,7 @@ __all__ = [
     "Mixture",
     "MixtureDataset",
     "MixtureSource",
-    "TestSplitOverlapError",
+    "TargetTestClipError",
     "check_no_test_clips",
     "clip_fingerprint",
     "find_test_clips",

@@ -645,6 +645,17 @@ class AVFMAETrainer(Trainer):
                 )
         self.add_callback(DatasetEpochCallback())
 
+    def get_train_dataloader(self):
+        if self.mixup is None or self.args.dataloader_drop_last:
+            return super().get_train_dataloader()
+        # an odd last batch cannot be mixed: the training loader drops it, as the official one does (evaluation
+        # loaders keep every clip)
+        self.args.dataloader_drop_last = True
+        try:
+            return super().get_train_dataloader()
+        finally:
+            self.args.dataloader_drop_last = False
+
     def mixing_generator(self) -> np.random.Generator:
         """The random source of the next training batch's mixing."""
         step, count = self._mixed_micro_batches

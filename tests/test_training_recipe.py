@@ -141,6 +141,16 @@ def test_trainer_mixes_training_batches_only(tmp_path):
     model.eval()
     plain = trainer.compute_loss(model, dict(inputs))
     assert plain.item() == pytest.approx(model(**inputs).loss.item(), rel=1e-6)
+    # the training loader drops an odd last batch (it could not be mixed), evaluation keeps every clip
+    three = [{key: value[i] for key, value in inputs.items()} for i in range(3)]
+    args = TrainingArguments(
+        output_dir=os.fspath(tmp_path), use_cpu=True, report_to="none", per_device_train_batch_size=2,
+        per_device_eval_batch_size=2,
+    )  # fmt: skip
+    loaders = AVFMAETrainer(model=model, args=args, mixup=mixup, train_dataset=three, eval_dataset=three,
+                            data_collator=AVFMAEDataCollator())  # fmt: skip
+    assert len(loaders.get_train_dataloader()) == 1 and len(loaders.get_eval_dataloader()) == 2
+    assert not args.dataloader_drop_last
     with pytest.raises(ValueError, match="label_smoothing_factor"):
         AVFMAETrainer(
             model=model,

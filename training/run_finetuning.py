@@ -315,10 +315,6 @@ def build_mixup(augmentation_args, data_args, training_args, num_labels: int) ->
             f"Mixup/CutMix pairs each clip with the batch reversed and needs an even batch size; "
             f"--per_device_train_batch_size is {training_args.per_device_train_batch_size} (or pass --no_mixup_cutmix)."
         )
-    if not training_args.dataloader_drop_last:
-        training_args.dataloader_drop_last = (
-            True  # an odd last batch could not be mixed (the official loader drops it)
-        )
     smoothing, training_args.label_smoothing_factor = training_args.label_smoothing_factor, 0.0
     return MixupCutmix(
         num_classes=num_labels,
