@@ -297,3 +297,43 @@ def test_video_only_multi_label_and_regression_runs(
     for name in ("ccc", "pcc", "mse", "ccc_2", "pcc_0", "mse_1"):
         assert np.isfinite(results[f"eval_{name}"]), name
     assert json.loads((tmp_path / "regression" / "config.json").read_text())["problem_type"] == "regression"
+
+
+def textured_clip(root, name: str, bright: bool, seed: int, num_frames: int = 20, size: int = 32) -> str:
+    """Frames of random texture around a dark (about 50) or a bright (about 205) level, in random colours."""
+    from tests.media import synthetic
+
+    rng = np.random.default_rng(seed)
+    level = (205 if bright else 50) + rng.integers(-20, 21, 3)
+    frames = level + rng.normal(0, 20, (num_frames, size, size, 3))
+    return synthetic.write_frame_folder(root / name, frames.clip(0, 255).astype(np.uint8))
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("restore_logging")
+def test_a_tiny_model_learns_with_the_full_recipe_on(tmp_path):
+    # two classes (dark / bright textured clips), the official augmentations and mixup all on: RandAugment's
+    # colour ops, crops, flips, erasing and mixing blur the classes, and the validation UAR must still end clearly
+    # above chance (0.5)
+    lines = {"train": [], "validation": []}
+    for split, count, offset in (("train", 16, 0), ("validation", 12, 1000)):
+        for i in range(count):
+            bright = i % 2 == 1
+            folder = textured_clip(tmp_path / split, f"clip{i}", bright, seed=offset + i)
+            lines[split].append(f"{folder} {int(bright)}\n")
+    for split, content in lines.items():
+        (tmp_path / f"{split}.txt").write_text("".join(content))
+    config_dir = tmp_path / "config"
+    tiny_config(use_audio=False, num_labels=2).save_pretrained(config_dir)
+    script = load_script("run_finetuning")
+    results = script.main(
+        [
+            "--config_name", os.fspath(config_dir), "--id2label", "dark,bright",
+            "--train_file", os.fspath(tmp_path / "train.txt"), "--validation_file", os.fspath(tmp_path / "validation.txt"),
+            "--output_dir", os.fspath(tmp_path / "out"), "--do_train", "--do_eval", "--max_steps", "40",
+            "--per_device_train_batch_size", "8", "--per_device_eval_batch_size", "12", "--learning_rate", "3e-3",
+            "--layer_decay", "1.0", "--warmup_steps", "5", "--label_smoothing_factor", "0.1", "--use_cpu",
+            "--report_to", "none", "--save_strategy", "no", "--logging_steps", "10", "--seed", "0",
+        ]
+    )  # fmt: skip
+    assert results["eval_uar"] >= 0.75, results
