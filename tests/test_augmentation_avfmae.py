@@ -362,3 +362,19 @@ def test_clip_grid_preview_writes_one_row_per_clip(tmp_path):
     assert (grid[:12] < 255).any(), "the caption is drawn"
     with pytest.raises(ValueError, match="No clips"):
         save_clip_grid([], tmp_path / "empty.png")
+
+
+def test_augmentations_are_chosen_by_name():
+    from avfmae_hf.augmentation_avfmae import FINE_TUNE_AUGMENTATIONS, PRETRAINING_AUGMENTATIONS
+
+    full = FineTuningAugmentation.from_names(FINE_TUNE_AUGMENTATIONS)
+    assert full.policy is not None and full.random_resized_crop
+    assert (full.flip_probability, full.erasing_probability) == (0.5, 0.25)
+    assert FineTuningAugmentation.from_names(["mixup_cutmix"]).is_identity
+    pretraining = PretrainingAugmentation.from_names(["random_temporal_start"])
+    assert pretraining.random_temporal_start and not pretraining.multiscale_crop
+    assert set(PRETRAINING_AUGMENTATIONS) == {"multiscale_crop", "random_temporal_start", "audio_gain_jitter"}
+    with pytest.raises(ValueError, match="Unknown augmentation\\(s\\) 'colour_jitter'; choose from randaugment"):
+        FineTuningAugmentation.from_names(["randaugment", "colour_jitter"])
+    with pytest.raises(ValueError, match="'flip'"):
+        PretrainingAugmentation.from_names(["flip"])

@@ -337,3 +337,33 @@ def test_a_tiny_model_learns_with_the_full_recipe_on(tmp_path):
         ]
     )  # fmt: skip
     assert results["eval_uar"] >= 0.75, results
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("restore_logging")
+def test_the_test_split_is_scored_on_softmax_averaged_segments(
+    tmp_path, tiny_pretrained, processor_cropped_clip, processor_frame_folder, processor_wav_file
+):
+    train, _, test = lists(tmp_path, processor_cropped_clip, processor_frame_folder, processor_wav_file)
+    test.write_text(f"{processor_cropped_clip} 1\n{processor_frame_folder} {processor_wav_file} 0\n")
+    output_dir = tmp_path / "out"
+    script = load_script("run_finetuning")
+    results = script.main(
+        base_arguments(tiny_pretrained, output_dir, "--id2label", "calm,happy", "--train_file", os.fspath(train),
+                       "--test_file", os.fspath(test), "--do_train", "--num_test_segments", "2")
+    )  # fmt: skip
+    # by hand: each video's 2 official test segments, softmax, mean over the segments, cross-entropy of the mean
+    model = AVFMAEForVideoClassification.from_pretrained(output_dir).eval()
+    processor = AVFMAEProcessor.from_pretrained(output_dir)
+    probabilities = []
+    for video, audio in ((processor_cropped_clip, None), (processor_frame_folder, processor_wav_file)):
+        views = [processor(videos=video, audio=audio, sampling_mode="test", test_segment=k, return_tensors="pt")
+                 for k in (0, 1)]  # fmt: skip
+        with torch.no_grad():
+            logits = [model(pixel_values=v["pixel_values"], audio_values=v["audio_values"]).logits[0] for v in views]
+        probabilities.append((logits[0].softmax(-1) + logits[1].softmax(-1)) / 2)
+    labels = [1, 0]
+    loss = -sum(float(p[label].log()) for p, label in zip(probabilities, labels, strict=True)) / 2
+    accuracy = sum(int(p.argmax()) == label for p, label in zip(probabilities, labels, strict=True)) / 2
+    assert results["test_loss"] == pytest.approx(loss, rel=1e-4)
+    assert results["test_war"] == pytest.approx(accuracy)
