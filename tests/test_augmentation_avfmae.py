@@ -378,3 +378,23 @@ def test_augmentations_are_chosen_by_name():
         FineTuningAugmentation.from_names(["randaugment", "colour_jitter"])
     with pytest.raises(ValueError, match="'flip'"):
         PretrainingAugmentation.from_names(["flip"])
+
+
+def test_the_fine_tuning_order_is_the_official_one():
+    from avfmae_hf.augmentation_avfmae import FINE_TUNE_TRAIN_ORDER
+
+    # each step's name, and the words the official order uses for it (config.json: fine_tune_train_order)
+    words = {
+        "sample_frames": "frames sampled",
+        "resize": "resize",
+        "randaugment": "randaugment",
+        "normalize": "normalise",
+        "random_resized_crop": "random resized crop",
+        "horizontal_flip": "horizontal flip",
+        "random_erasing": "random erasing",
+        "mixup_cutmix": "mixup",
+    }
+    official = CONFIG["fine_tune_train_order"]
+    assert len(FINE_TUNE_TRAIN_ORDER) == len(official)
+    for name, line in zip(FINE_TUNE_TRAIN_ORDER, official, strict=True):
+        assert words[name] in line.lower(), (name, line)
