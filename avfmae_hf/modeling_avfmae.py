@@ -789,13 +789,35 @@ class AVFMAEPreTrainedModel(PreTrainedModel):
         # The attentions of each tower (encoder and decoder) read the tower's sub-config, the fusion the top-level
         # one, so `attn_implementation={"video_config": ..., "audio_config": ..., "": ...}` picks one per part. A
         # tower without its own choice follows the top-level one.
-        for tower_config in (config.video_config, config.audio_config):
+        for key in config.sub_configs:
+            tower_config = getattr(config, key)
             requested = tower_config._attn_implementation
             tower_config._attn_implementation_internal = (
                 self.config._attn_implementation
                 if requested is None
                 else self.get_correct_attn_implementation(requested, is_init_check=True)
             )
+
+    def set_attn_implementation(self, attn_implementation: str | dict, allow_all_kernels: bool = False):
+        """Sets the attention implementation of every part: a string for all of them, or a dict with any of
+        `"video_config"` and `"audio_config"` (the towers) and `""` (the fusion); parts not named keep theirs."""
+        requested = (
+            attn_implementation
+            if isinstance(attn_implementation, dict)
+            else dict.fromkeys(("", *self.config.sub_configs), attn_implementation)
+        )
+        # The towers are not sub-models of their own, so their choices are checked against this model here
+        # (transformers would set them unchecked, with a warning).
+        for key in self.config.sub_configs:
+            if key in requested:
+                tower_config = getattr(self.config, key)
+                implementation = requested[key]
+                if isinstance(implementation, dict):
+                    implementation = implementation.get("", tower_config._attn_implementation)
+                tower_config._attn_implementation_internal = self.get_correct_attn_implementation(implementation)
+        super().set_attn_implementation(
+            {"": requested.get("", self.config._attn_implementation)}, allow_all_kernels=allow_all_kernels
+        )
 
     def get_input_embeddings(self) -> nn.Module:
         """The video tower's patch embedding: the embedding of `pixel_values`, the main input (the audio tower's is

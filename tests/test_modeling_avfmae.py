@@ -596,6 +596,10 @@ def test_a_tower_without_its_own_choice_follows_the_top_level_one(tester):
     model = AVFMAEModel._from_config(tester.config, attn_implementation={"video_config": "eager"})
     assert model.config.video_config._attn_implementation == "eager"
     assert model.config.audio_config._attn_implementation == model.config._attn_implementation == "sdpa"
+    with pytest.raises(ValueError, match='"nope"` is not supported'):
+        model.set_attn_implementation({"audio_config": "nope"})
+    with pytest.raises(ValueError, match='"nope"` is not supported'):
+        AVFMAEModel._from_config(tiny_config(), attn_implementation={"video_config": "nope"})
     default = AVFMAEModel(tiny_config())
     assert default.config.video_config._attn_implementation == default.config.audio_config._attn_implementation
     assert default.config.video_config._attn_implementation == "sdpa"
