@@ -678,8 +678,13 @@ def test_lora_fine_tuning_with_gradient_checkpointing(tmp_path, tester):
     torch.manual_seed(0)
     model = AVFMAEForVideoClassification(tester.config)
     model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": True})
+    # The fusion's refinement BatchNorms update their running statistics in training; PEFT saves a module's buffers
+    # only when it is in modules_to_save, so they go there beside the new classifier.
     lora = peft.LoraConfig(
-        r=4, lora_alpha=8, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"], modules_to_save=["classifier"]
+        r=4,
+        lora_alpha=8,
+        target_modules=["q_proj", "k_proj", "v_proj", "o_proj"],
+        modules_to_save=["classifier", "batch_norm"],
     )
     peft_model = peft.get_peft_model(model, lora).train()
     assert len(model._require_grads_hooks) == 2  # PEFT called enable_input_require_grads
@@ -697,9 +702,10 @@ def test_lora_fine_tuning_with_gradient_checkpointing(tmp_path, tester):
     assert losses[-1] < losses[0], losses
 
     changed = {name for name, parameter in peft_model.named_parameters() if not torch.equal(parameter, before[name])}
-    # only adapters and the classifier's trainable copy change; every attention's adapter of both towers, the
-    # decoder-free backbone and the fusion learns
-    assert all("lora_" in name or "classifier.modules_to_save" in name for name in changed), changed
+    # only adapters and the trainable copies of modules_to_save change; the adapter of every attention of both
+    # towers and the fusion learns
+    assert all("lora_" in name or ".modules_to_save." in name for name in changed), changed
+    assert {"base_model.model.classifier.modules_to_save.default.weight"} <= changed
     num_attentions = sum(type(m).__name__ == "AVFMAEAttention" for m in model.modules())
     assert sum("lora_B" in name for name in changed) == 4 * num_attentions
 
