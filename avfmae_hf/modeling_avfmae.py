@@ -55,7 +55,8 @@ class AVFMAEModelOutput(ModelOutput):
         The same for the audio tower.
     attentions (`tuple(torch.FloatTensor)`, *optional*, returned when `output_attentions=True` with eager attention):
         Attention probabilities of every attention module of both towers and the fusion, in call order (per
-        local-global layer: local, region, region-to-local, local-to-region).
+        local-global layer: local, region, region-to-local, local-to-region); only the parts (towers, fusion) that
+        run eager attention return theirs.
     """
 
     video_last_hidden_state: torch.FloatTensor | None = None
