@@ -40,6 +40,7 @@ from .modeling_avfmae import (
     AVFMAEPreTrainedModel,
     AVFMAEVideoClassifierOutput,
 )
+from .original_config_avfmae import config_from_original
 from .processing_avfmae import AVFMAEProcessor
 from .video_processing_avfmae import AVFMAEVideoProcessor
 
@@ -95,6 +96,7 @@ __all__ = [
     "UnusableAudioError",
     "ZeroLengthVideoError",
     "build_model_card",
+    "config_from_original",
     "convert_checkpoint",
     "convert_original_state_dict",
     "export_checkpoint",

@@ -22,16 +22,11 @@ from huggingface_hub import EvalResult
 from safetensors import SafetensorError, safe_open
 from transformers.utils import logging
 
-from .configuration_avfmae import PRESETS, AVFMAEConfig
+from .configuration_avfmae import MODEL_SIZES, AVFMAEConfig
 from .convert_avfmae import (
-    OFFICIAL_DATASET_NUM_LABELS,
+    STATE_DICT_ENTRIES,
     ConversionReport,
-    OriginalArchitecture,
     convert_original_state_dict,
-    dataset_id2label,
-    describe_original_state_dict,
-    merge_original_kwargs,
-    official_dataset_name,
     unwrap_original_state_dict,
 )
 from .hub_avfmae import (
@@ -41,14 +36,20 @@ from .hub_avfmae import (
     upload_folder_to_hub,
     write_checkpoint_files,
 )
+from .labels_avfmae import official_dataset_name, resolve_labels
 from .modeling_avfmae import AVFMAEForPreTraining, AVFMAEForVideoClassification, AVFMAEPreTrainedModel
+from .original_config_avfmae import (
+    OriginalArchitecture,
+    config_from_original,
+    describe_original_state_dict,
+    merge_original_kwargs,
+)
 from .processing_avfmae import AVFMAEProcessor
 
 
 logger = logging.get_logger(__name__)
 
 MODEL_CLASSES = {"pretraining": AVFMAEForPreTraining, "classification": AVFMAEForVideoClassification}
-STATE_DICT_ENTRIES = ("model", "module", "state_dict")
 REFERENCE_TOLERANCE = {"atol": 1e-5, "rtol": 1e-5}
 
 
@@ -217,16 +218,6 @@ def read_original_config(path: str | os.PathLike) -> dict[str, Any]:
     return description.get("constructor_kwargs", description)
 
 
-def parse_id2label(text: str) -> dict[int, str]:
-    """`id2label` from a JSON object (`{"0": "anger", ...}`), a JSON list, or a comma-separated list of names."""
-    text = text.strip()
-    if text.startswith(("{", "[")):
-        value = json.loads(text)
-        items = value.items() if isinstance(value, dict) else enumerate(value)
-        return {int(index): str(label) for index, label in items}
-    return {index: label.strip() for index, label in enumerate(text.split(","))}
-
-
 def build_config(
     architecture: OriginalArchitecture,
     *,
@@ -247,14 +238,12 @@ def build_config(
     if original_config is not None:
         if size != "auto":
             raise ValueError("Give either a size or the official constructor arguments (original_config), not both.")
-        return AVFMAEConfig.from_original(
-            merge_original_kwargs(vars(args) if args else {}, original_config), **overrides
-        )
-    if size not in ("auto", *PRESETS):
-        raise ValueError(f"Unknown size {size!r}; choose auto, {', '.join(PRESETS)}.")
+        return config_from_original(merge_original_kwargs(vars(args) if args else {}, original_config), **overrides)
+    if size not in ("auto", *MODEL_SIZES):
+        raise ValueError(f"Unknown size {size!r}; choose auto, {', '.join(MODEL_SIZES)}.")
     if size != "auto":
-        preset = PRESETS[size]
-        expected = (preset["hidden_size"], preset["num_hidden_layers"], preset["num_hidden_layers"])
+        released = MODEL_SIZES[size]
+        expected = (released["hidden_size"], released["num_hidden_layers"], released["num_hidden_layers"])
         found = (architecture.hidden_size, architecture.num_hidden_layers, architecture.audio_num_hidden_layers)
         if found != expected:
             detected = f" (that is the {architecture.size} size)" if architecture.size else ""
@@ -264,10 +253,10 @@ def build_config(
                 f"{detected}. Use size 'auto' to read the size from the weights."
             )
     kwargs = architecture.original_kwargs(None if size == "auto" else size)
-    return AVFMAEConfig.from_original(merge_original_kwargs(kwargs, args or {}), **overrides)
+    return config_from_original(merge_original_kwargs(kwargs, args or {}), **overrides)
 
 
-def resolve_labels(
+def classifier_labels(
     architecture: OriginalArchitecture,
     task: str,
     *,
@@ -276,57 +265,22 @@ def resolve_labels(
     dataset: str | None = None,
     args: Namespace | None = None,
 ) -> dict[int, str] | None:
-    """The `id2label` of the converted model (`None` for pretraining).
-
-    Sources, which must agree on the class count: `id2label`, `num_labels`, the classification head of a fine-tuned
-    checkpoint, and `dataset`, whose official label order is used when the release states it (MAFW, CREMA-D,
-    MER24, MSP-IMPROV) and which otherwise requires `id2label`. Without any of them, the dataset named by the
-    checkpoint's training arguments (`data_set`) is used.
-    """
+    """The `id2label` of the converted model (`None` for pretraining): [`~labels_avfmae.resolve_labels`] with the
+    checkpoint's classification head and the dataset named by its training arguments (`data_set`) as further
+    sources."""
     given = {"num_labels": num_labels, "id2label": id2label, "dataset": dataset}
     if task == "pretraining":
         if any(value is not None for value in given.values()):
             names = ", ".join(name for name, value in given.items() if value is not None)
             raise ValueError(f"{names} describe a classifier; a pretraining model has no labels.")
         return None
-    origin = ""
-    if all(value is None for value in given.values()) and getattr(args, "data_set", None):
-        with contextlib.suppress(ValueError):
-            dataset = official_dataset_name(args.data_set)
-            origin = f"The checkpoint's training arguments name the dataset {dataset}. "
-    if id2label is not None:
-        id2label = {int(index): str(label) for index, label in id2label.items()}
-        if sorted(id2label) != list(range(len(id2label))):
-            raise ValueError(f"id2label must number its labels 0..n-1, got the indices {sorted(id2label)}.")
-    counts = {
-        "id2label": len(id2label) if id2label is not None else None,
-        "num_labels": num_labels,
-        "the checkpoint's classification head": architecture.num_labels,
-    }
-    known = {name: count for name, count in counts.items() if count is not None}
-    if len(set(known.values())) > 1:
-        raise ValueError(
-            "The number of classes does not agree: " + ", ".join(f"{name} {count}" for name, count in known.items())
-        )
-    count = next(iter(known.values()), None)
-    if dataset is not None:
-        name = official_dataset_name(dataset)
-        if count is not None and count not in OFFICIAL_DATASET_NUM_LABELS[name]:
-            allowed = " or ".join(map(str, OFFICIAL_DATASET_NUM_LABELS[name]))
-            raise ValueError(f"{origin}The official code trains {name} with {allowed} classes, not {count}.")
-        if id2label is None:
-            try:
-                id2label = dataset_id2label(name, count)
-            except ValueError as error:
-                raise ValueError(f"{origin}{error}") from None
-    if id2label is None:
-        if count is None:
-            raise ValueError(
-                "A classifier converted from a pretraining checkpoint needs its labels: give num_labels, id2label "
-                "or a dataset name."
-            )
-        id2label = {index: f"LABEL_{index}" for index in range(count)}
-    return id2label
+    return resolve_labels(
+        id2label=id2label,
+        num_labels=num_labels,
+        dataset=dataset,
+        existing_labels=architecture.num_labels,
+        default_dataset=getattr(args, "data_set", None),
+    )
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -568,7 +522,7 @@ def convert_checkpoint(
     `from_pretrained`: the function behind `avfmae convert`.
 
     Steps: safe loading ([`load_original_checkpoint`]); the configuration from the weights and the checkpoint's
-    `args` ([`build_config`]) and the labels ([`resolve_labels`]); the state-dict conversion with its report; the
+    `args` ([`build_config`]) and the labels ([`classifier_labels`]); the state-dict conversion with its report; the
     export ([`~hub_avfmae.write_checkpoint_files`]: safetensors, config with the full `auto_map`, code files, the
     processor, model card) into a temporary folder next to `output_dir`; with `verify` (implied by
     `reference_dir`) the checks of [`verify_export`]; then the folder is moved into place and published to
@@ -580,7 +534,7 @@ def convert_checkpoint(
         size: `"auto"` (from the weights) or `"base"` / `"large"` / `"huge"`, which must match the weights.
         task: `"pretraining"` or `"classification"`; defaults to the checkpoint's own. A pretraining checkpoint
             converted for classification keeps its encoders and fusion module and gets a new head.
-        num_labels, id2label, dataset: the classes (see [`resolve_labels`]).
+        num_labels, id2label, dataset: the classes (see [`classifier_labels`]).
         original_config: official constructor arguments, for checkpoints of other sizes than the released ones.
         verify: check the saved folder; `reference_dir` holds `inputs.safetensors` / `outputs.safetensors` of the
             official model to reproduce.
@@ -606,7 +560,7 @@ def convert_checkpoint(
     architecture = describe_original_state_dict(original.state_dict)
     logger.info(f"{original.path.name}: {architecture.describe()}.")
     task = task or architecture.task
-    labels = resolve_labels(
+    labels = classifier_labels(
         architecture, task, num_labels=num_labels, id2label=id2label, dataset=dataset, args=original.args
     )
     config = build_config(
@@ -700,14 +654,13 @@ __all__ = [
     "VerificationError",
     "VerificationReport",
     "build_config",
+    "classifier_labels",
     "compare_with_reference",
     "convert_checkpoint",
     "load_original_checkpoint",
-    "parse_id2label",
     "random_inputs",
     "read_original_config",
     "reference_outputs",
-    "resolve_labels",
     "safe_globals",
     "verify_export",
 ]

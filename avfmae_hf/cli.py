@@ -12,11 +12,11 @@ from pathlib import Path
 from huggingface_hub.errors import HfHubHTTPError
 from safetensors.torch import save_file
 
-from .checkpoint_avfmae import VerificationError, convert_checkpoint, parse_id2label, read_original_config
-from .configuration_avfmae import PRESETS
-from .convert_avfmae import OFFICIAL_DATASET_NUM_LABELS, OFFICIAL_LABEL_ORDERS
+from .checkpoint_avfmae import VerificationError, convert_checkpoint, read_original_config
+from .configuration_avfmae import MODEL_SIZES
 from .hub_avfmae import DEFAULT_MAX_SHARD_SIZE
 from .inference_avfmae import extract_features, load_classifier, load_processor, predict_videos, run_demo
+from .labels_avfmae import OFFICIAL_DATASET_NUM_LABELS, OFFICIAL_LABEL_ORDERS, parse_id2label
 from .modeling_avfmae import AVFMAEModel
 
 
@@ -87,7 +87,7 @@ def add_convert_arguments(parser: argparse.ArgumentParser) -> None:
     source.add_argument(
         "--size",
         default="auto",
-        choices=("auto", *PRESETS),
+        choices=("auto", *MODEL_SIZES),
         help="released size; auto (default) reads widths and depths from the weights, the attention heads follow "
         "the released size of that width; a named size must match the weights",
     )
@@ -207,17 +207,17 @@ def _print_input_error(command: str, error: Exception) -> int:
 
 def run_demo_command(args: argparse.Namespace) -> int:
     try:
-        result = run_demo(args.video, args.checkpoint, args.size, args.output_dir)
+        result = run_demo(args.video, args.model, args.size, args.output_dir)
     except (ValueError, OSError) as error:
         return _print_input_error("demo", error)
     prediction = result.prediction
     print(f"video:      {prediction.video}")
     if result.pretrained:
-        print(f"model:      {args.checkpoint}")
+        print(f"model:      {args.model}")
     else:
         print(
             f"model:      AVF-MAE++ {result.size}, randomly initialised: nothing is downloaded. Convert the official "
-            "checkpoint with `avfmae convert` and pass --checkpoint DIR for real predictions."
+            "checkpoint with `avfmae convert` and pass --model DIR for real predictions."
         )
     face = {True: "yes", False: "no (centre crop used)", None: "not searched"}[prediction.face_found]
     print(f"face found: {face}")
@@ -240,18 +240,18 @@ def add_demo_command(subparsers: argparse._SubParsersAction) -> None:
         help="run one talking-face video through the processor and the model, offline",
         description="Face crop, frame sampling and Kaldi fbank on a video (default: a short public-domain sample "
         "shipped with the package), then AVF-MAE++; prints what happened and writes previews of the face crops and "
-        "the spectrogram. Nothing is downloaded: without --checkpoint the model is randomly initialised.",
+        "the spectrogram. Nothing is downloaded: without --model the model is randomly initialised.",
     )
     parser.add_argument("--video", metavar="PATH", help="a talking-face video (default: the bundled sample)")
-    parser.add_argument("--checkpoint", metavar="DIR", help="a converted classification model folder")
-    parser.add_argument("--size", default="base", choices=tuple(PRESETS), help="size of the untrained model")
+    parser.add_argument("--model", metavar="DIR", help="a converted or fine-tuned classification model folder")
+    parser.add_argument("--size", default="base", choices=tuple(MODEL_SIZES), help="size of the untrained model")
     parser.add_argument("--output-dir", default="avfmae-demo", metavar="DIR", help="where to write the previews")
     parser.set_defaults(run=run_demo_command)
 
 
 def run_predict(args: argparse.Namespace) -> int:
     try:
-        model, processor, _ = load_classifier(args.checkpoint)
+        model, processor, _ = load_classifier(args.model)
         predictions = predict_videos(
             args.videos, model, processor, batch_size=args.batch_size, sampling_mode=args.sampling_mode
         )
@@ -278,7 +278,9 @@ def add_predict_command(subparsers: argparse._SubParsersAction) -> None:
         "every video and prints the top labels with their probabilities.",
     )
     parser.add_argument("videos", nargs="+", metavar="VIDEO", help="video files (or folders of face frames)")
-    parser.add_argument("--checkpoint", required=True, metavar="DIR", help="a converted classification model folder")
+    parser.add_argument(
+        "--model", required=True, metavar="DIR", help="a converted or fine-tuned classification model folder"
+    )
     parser.add_argument("--top-k", type=int, default=3, metavar="K", help="labels to print per video (default 3)")
     parser.add_argument("--batch-size", type=int, default=4, metavar="N", help="videos per forward pass")
     parser.add_argument(
@@ -290,8 +292,8 @@ def add_predict_command(subparsers: argparse._SubParsersAction) -> None:
 
 def run_extract_features(args: argparse.Namespace) -> int:
     try:
-        model = AVFMAEModel.from_pretrained(args.checkpoint).eval()
-        processor = load_processor(args.checkpoint, model.config)
+        model = AVFMAEModel.from_pretrained(args.model).eval()
+        processor = load_processor(args.model, model.config)
         features = extract_features(args.videos, model, processor, batch_size=args.batch_size)
     except (ValueError, OSError) as error:
         return _print_input_error("extract-features", error)
@@ -313,7 +315,7 @@ def add_extract_features_command(subparsers: argparse._SubParsersAction) -> None
         "classification folders alike.",
     )
     parser.add_argument("videos", nargs="+", metavar="VIDEO", help="video files (or folders of face frames)")
-    parser.add_argument("--checkpoint", required=True, metavar="DIR", help="a converted model folder")
+    parser.add_argument("--model", required=True, metavar="DIR", help="a converted or saved model folder")
     parser.add_argument("--output", required=True, metavar="FILE", help="the .safetensors file to write")
     parser.add_argument("--batch-size", type=int, default=4, metavar="N", help="videos per forward pass")
     parser.set_defaults(run=run_extract_features)

@@ -2,8 +2,6 @@
 """AVF-MAE++ model configuration: a video tower, an audio tower and the IAV-CLM fusion module."""
 
 import math
-from argparse import Namespace
-from collections.abc import Mapping
 from typing import Any
 
 from huggingface_hub.dataclasses import strict
@@ -20,7 +18,7 @@ AUDIO_DECODER_MASKING_STRATEGIES = ("random",)
 
 # Widths, depths and intermediate layers of the three released sizes (architecture.md §2.3). Depths and
 # intermediate layers are not part of the official registry names; every release script passes these values.
-PRESETS: dict[str, dict[str, Any]] = {
+MODEL_SIZES: dict[str, dict[str, Any]] = {
     "base": {
         "hidden_size": 512,
         "num_hidden_layers": 10,
@@ -46,6 +44,21 @@ PRESETS: dict[str, dict[str, Any]] = {
         "intermediate_layer_indices": (4, 9, 14),
     },
 }
+
+
+def model_size_name(hidden_size: int, num_hidden_layers: int | None = None) -> str | None:
+    """The released size (`"base"`, `"large"` or `"huge"`) with this encoder width (and depth, when given), else
+    `None`."""
+    for name, size in MODEL_SIZES.items():
+        if size["hidden_size"] == hidden_size and num_hidden_layers in (None, size["num_hidden_layers"]):
+            return name
+    return None
+
+
+def num_masked_tokens(mask_ratio: float, num_tokens: int) -> int:
+    """Tokens a mask of `mask_ratio` hides among `num_tokens`: `int(mask_ratio * num_tokens)`, the official rounding
+    (towards zero) used by every masking strategy."""
+    return int(mask_ratio * num_tokens)
 
 
 def _check(condition: bool, message: str) -> None:
@@ -121,8 +134,8 @@ class _AVFMAETowerConfig(_AVFMAEConfigChecks, PreTrainedConfig):
         """Tokens the pretraining encoder sees per sample (the masking generator's count)."""
         if self.masking_strategy == "tube":
             per_slice = self.token_grid()[1] * self.token_grid()[2]
-            return self.token_grid()[0] * (per_slice - int(self.mask_ratio * per_slice))
-        return self.num_tokens - int(self.mask_ratio * self.num_tokens)
+            return self.token_grid()[0] * (per_slice - num_masked_tokens(self.mask_ratio, per_slice))
+        return self.num_tokens - num_masked_tokens(self.mask_ratio, self.num_tokens)
 
     @property
     def patch_dim(self) -> int:
@@ -248,7 +261,7 @@ class AVFMAEVideoConfig(_AVFMAETowerConfig):
                 f"video: the running-cell decoder mask tiles 2x2 cells and needs an even token grid, got {grid[1:]}.",
             )
             _check(
-                0 < int(4 * self.decoder_mask_ratio) < 4,
+                0 < num_masked_tokens(self.decoder_mask_ratio, 4) < 4,
                 f"video: the running-cell decoder mask needs 1-3 masked entries per 2x2 cell, so "
                 f"decoder_mask_ratio in [0.25, 1); got {self.decoder_mask_ratio}.",
             )
@@ -308,7 +321,7 @@ class AVFMAEAudioConfig(_AVFMAETowerConfig):
 class AVFMAEConfig(_AVFMAEConfigChecks, PreTrainedConfig):
     r"""
     Configuration of AVF-MAE++ ([`AVFMAEModel`], [`AVFMAEForPreTraining`], [`AVFMAEForVideoClassification`]).
-    The defaults build the `base` size; [`~AVFMAEConfig.from_preset`] gives `base`, `large` and `huge`.
+    The defaults build the `base` size; [`~AVFMAEConfig.from_size`] gives `base`, `large` and `huge`.
 
     Args:
         video_config (`dict` or [`AVFMAEVideoConfig`], *optional*): the video tower.
@@ -337,7 +350,7 @@ class AVFMAEConfig(_AVFMAEConfigChecks, PreTrainedConfig):
 
     ```python
     >>> from avfmae_hf import AVFMAEConfig, AVFMAEForVideoClassification
-    >>> config = AVFMAEConfig.from_preset("base", num_labels=7)
+    >>> config = AVFMAEConfig.from_size("base", num_labels=7)
     >>> model = AVFMAEForVideoClassification(config)
     ```"""
 
@@ -393,43 +406,43 @@ class AVFMAEConfig(_AVFMAEConfigChecks, PreTrainedConfig):
         )
         _check(self.fusion_num_hidden_layers >= 1, "fusion_num_hidden_layers must be at least 1.")
 
+    @property
+    def size_name(self) -> str | None:
+        """`"base"`, `"large"` or `"huge"` when the video tower has the width and depth of a released size."""
+        return model_size_name(self.video_config.hidden_size, self.video_config.num_hidden_layers)
+
     @classmethod
-    def from_preset(cls, name: str, **overrides) -> "AVFMAEConfig":
+    def from_size(cls, name: str, **overrides) -> "AVFMAEConfig":
         """Build the `base`, `large` or `huge` configuration of architecture.md §2.3.
 
         `overrides` are top-level fields (`num_labels=7`, `use_audio=False`, `drop_path_rate=0.1`, ...) or dicts of
-        tower fields under `video_config` / `audio_config`, merged into the preset.
+        tower fields under `video_config` / `audio_config`, merged into the size's values.
         """
-        if name not in PRESETS:
-            raise ValueError(f"Unknown preset {name!r}; choose one of {sorted(PRESETS)}.")
-        preset = PRESETS[name]
-        hidden_size = preset["hidden_size"]
-        decoder_hidden_size = preset["decoder_hidden_size"]
+        if name not in MODEL_SIZES:
+            raise ValueError(f"Unknown size {name!r}; choose one of {sorted(MODEL_SIZES)}.")
+        size = MODEL_SIZES[name]
+        hidden_size = size["hidden_size"]
+        decoder_hidden_size = size["decoder_hidden_size"]
         tower = {
-            **preset,
+            **size,
             "intermediate_size": 4 * hidden_size,
             "decoder_intermediate_size": 4 * decoder_hidden_size,
         }
         video_config = {**tower, **dict(overrides.pop("video_config", None) or {})}
         audio_config = {**tower, **dict(overrides.pop("audio_config", None) or {})}
         fusion = {
-            "fusion_num_attention_heads": preset["num_attention_heads"],
+            "fusion_num_attention_heads": size["num_attention_heads"],
             "fusion_intermediate_size": 4 * hidden_size,
         }
         return cls(video_config=video_config, audio_config=audio_config, **{**fusion, **overrides})
 
-    @classmethod
-    def from_original(cls, original: Mapping[str, Any] | Namespace, **overrides) -> "AVFMAEConfig":
-        """Build the configuration of an official AVF-MAE++ model.
 
-        `original` is either the keyword arguments of an official model constructor (`PretrainAudioVisionTransformer`,
-        `AudioVisionTransformer`, or a registered entry point when a `model` name is included) or the argparse
-        namespace of the official training scripts, stored under `args` in their checkpoints. Sizes missing from it
-        come from the registered variant named by `model` (e.g. `avit_dim768_patch16_160_a256` -> `huge`).
-        """
-        from .convert_avfmae import config_kwargs_from_original
-
-        return cls(**{**config_kwargs_from_original(original), **overrides})
-
-
-__all__ = ["AVFMAEAudioConfig", "AVFMAEConfig", "AVFMAEVideoConfig"]
+__all__ = [
+    "AVFMAEAudioConfig",
+    "AVFMAEConfig",
+    "AVFMAEVideoConfig",
+    "MODEL_SIZES",
+    "model_size_name",
+    "num_masked_tokens",
+    "visible_tokens_per_region",
+]

@@ -11,6 +11,7 @@ from transformers.feature_extraction_utils import BatchFeature
 from transformers.utils import TensorType, logging
 
 from .errors_avfmae import AudioTooShortError, UnusableAudioError
+from .random_avfmae import RandomSource, as_numpy_random
 from .video_decoding_avfmae import load_audio_file
 
 
@@ -29,18 +30,13 @@ def import_torchaudio():
     return torchaudio
 
 
-def draw_magnitude(generator: "np.random.Generator | np.random.RandomState | int | None") -> float:
-    """One draw of the official random gain, Beta(10, 10) + 0.5 (a value in (0.5, 1.5)).
+def draw_audio_gain(generator: RandomSource) -> float:
+    """One draw of the official random audio gain, Beta(10, 10) + 0.5 (a value in (0.5, 1.5)).
 
-    `generator` may be a `numpy.random.Generator`, a `numpy.random.RandomState`, an `int` seed or `None`. An `int`
-    seeds a `RandomState`, so `draw_magnitude(0)` equals the official code's first draw after `np.random.seed(0)`
-    (1.0971578369693007).
+    `generator` as in [`~random_avfmae.as_numpy_random`]: an `int` seeds a `RandomState`, so `draw_audio_gain(0)`
+    equals the official code's first draw after `np.random.seed(0)` (1.0971578369693007).
     """
-    if generator is None:
-        generator = np.random.default_rng()
-    elif isinstance(generator, (int, np.integer)):
-        generator = np.random.RandomState(int(generator))
-    return float(generator.beta(10, 10) + 0.5)
+    return float(as_numpy_random(generator).beta(10, 10) + 0.5)
 
 
 class AVFMAEFeatureExtractor(SequenceFeatureExtractor):
@@ -53,8 +49,8 @@ class AVFMAEFeatureExtractor(SequenceFeatureExtractor):
     so padded rows hold `(0 - mean) / (2 * std)` (about 0.467), not 0.
 
     The official code also multiplies every waveform by a random gain, Beta(10, 10) + 0.5, in training *and* at test
-    time. That makes test predictions random, so it is off here by default; `magnitude_jitter=True` reproduces it
-    (with a seedable generator), and `magnitudes=[...]` applies given gains.
+    time. That makes test predictions random, so it is off here by default; `audio_gain_jitter=True` reproduces it
+    (with a seedable generator), and `audio_gains=[...]` applies given gains.
 
     Args:
         feature_size (`int`, defaults to 128): mel bins per frame (same as `num_mel_bins`).
@@ -66,7 +62,7 @@ class AVFMAEFeatureExtractor(SequenceFeatureExtractor):
             official normalisation `(x - mean) / (2 * std)`.
         frame_length (`float`, defaults to 25.0), frame_shift (`float`, defaults to 10.0): fbank window and hop in
             milliseconds.
-        magnitude_jitter (`bool`, defaults to `False`): apply the official random gain.
+        audio_gain_jitter (`bool`, defaults to `False`): apply the official random gain.
         return_attention_mask (`bool`, defaults to `False`): the model takes no audio mask; kept for the base class.
 
     Inputs (`__call__`): one item or a list of items. An item is a 1-D waveform (mono), a 2-D waveform (several
@@ -91,7 +87,7 @@ class AVFMAEFeatureExtractor(SequenceFeatureExtractor):
         std: float = 4.5689974,
         frame_length: float = 25.0,
         frame_shift: float = 10.0,
-        magnitude_jitter: bool = False,
+        audio_gain_jitter: bool = False,
         return_attention_mask: bool = False,
         **kwargs,
     ):
@@ -108,7 +104,7 @@ class AVFMAEFeatureExtractor(SequenceFeatureExtractor):
         self.std = std
         self.frame_length = frame_length
         self.frame_shift = frame_shift
-        self.magnitude_jitter = magnitude_jitter
+        self.audio_gain_jitter = audio_gain_jitter
 
     @property
     def min_num_samples(self) -> int:
@@ -163,12 +159,12 @@ class AVFMAEFeatureExtractor(SequenceFeatureExtractor):
             )
         return waveform
 
-    def extract_features(self, waveform: torch.Tensor, magnitude: float | None = None) -> torch.Tensor:
+    def compute_fbank(self, waveform: torch.Tensor, audio_gain: float | None = None) -> torch.Tensor:
         """The official spectrogram of one mono waveform at `sampling_rate`.
 
         Args:
             waveform (`torch.Tensor` of shape `(num_samples,)`): at least `min_num_samples` samples.
-            magnitude (`float`, *optional*): gain applied after removing the mean (the official random gain).
+            audio_gain (`float`, *optional*): gain applied after removing the mean (the official random gain).
 
         Returns:
             `torch.Tensor` of shape `(1, max_length, num_mel_bins)`, float32.
@@ -176,8 +172,8 @@ class AVFMAEFeatureExtractor(SequenceFeatureExtractor):
         torchaudio = import_torchaudio()
         waveform = waveform.to(torch.float32)
         waveform = waveform - waveform.mean()
-        if magnitude is not None:
-            waveform = waveform * magnitude
+        if audio_gain is not None:
+            waveform = waveform * audio_gain
         # Each fbank frame depends only on its own samples, and frames past `max_length` are cut anyway: cut the
         # waveform to the samples of the first `max_length` frames (after removing the mean of the whole slice).
         window = int(self.sampling_rate * self.frame_length * 0.001)
@@ -203,38 +199,35 @@ class AVFMAEFeatureExtractor(SequenceFeatureExtractor):
         fbank = (fbank - self.mean) / (self.std * 2)
         return fbank[None]
 
-    def draw_magnitudes(
+    def draw_audio_gains(
         self,
         batch_size: int,
-        magnitude_jitter: bool | None = None,
-        generator: "np.random.Generator | np.random.RandomState | int | None" = None,
-        magnitudes: Sequence[float] | float | None = None,
+        audio_gain_jitter: bool | None = None,
+        generator: RandomSource = None,
+        audio_gains: Sequence[float] | float | None = None,
     ) -> list[float | None]:
-        """Gains for a batch: the given `magnitudes`, random draws when `magnitude_jitter`, else none."""
-        if magnitudes is not None:
-            magnitudes = (
-                [float(magnitudes)] * batch_size if np.isscalar(magnitudes) else [float(m) for m in magnitudes]
+        """Gains for a batch: the given `audio_gains`, random draws when `audio_gain_jitter`, else none."""
+        if audio_gains is not None:
+            audio_gains = (
+                [float(audio_gains)] * batch_size if np.isscalar(audio_gains) else [float(m) for m in audio_gains]
             )
-            if len(magnitudes) != batch_size:
-                raise ValueError(f"Got {len(magnitudes)} magnitudes for a batch of {batch_size} waveforms.")
-            return magnitudes
-        magnitude_jitter = self.magnitude_jitter if magnitude_jitter is None else magnitude_jitter
-        if not magnitude_jitter:
+            if len(audio_gains) != batch_size:
+                raise ValueError(f"Got {len(audio_gains)} audio gains for a batch of {batch_size} waveforms.")
+            return audio_gains
+        audio_gain_jitter = self.audio_gain_jitter if audio_gain_jitter is None else audio_gain_jitter
+        if not audio_gain_jitter:
             return [None] * batch_size
-        if isinstance(generator, (int, np.integer)):
-            generator = np.random.RandomState(int(generator))
-        elif generator is None:
-            generator = np.random.default_rng()
-        return [draw_magnitude(generator) for _ in range(batch_size)]
+        generator = as_numpy_random(generator)
+        return [draw_audio_gain(generator) for _ in range(batch_size)]
 
     def __call__(
         self,
         raw_speech: object,
         sampling_rate: int | None = None,
         return_tensors: str | TensorType | None = None,
-        magnitude_jitter: bool | None = None,
-        generator: "np.random.Generator | np.random.RandomState | int | None" = None,
-        magnitudes: Sequence[float] | float | None = None,
+        audio_gain_jitter: bool | None = None,
+        generator: RandomSource = None,
+        audio_gains: Sequence[float] | float | None = None,
         **kwargs,
     ) -> BatchFeature:
         """Compute `audio_values` for one waveform or a list of waveforms.
@@ -245,10 +238,10 @@ class AVFMAEFeatureExtractor(SequenceFeatureExtractor):
                 When missing, `sampling_rate` of the extractor is assumed, with a warning.
             return_tensors (`str` or [`~utils.TensorType`], *optional*): `"pt"` for torch tensors, `"np"` (or
                 `None`) for numpy arrays.
-            magnitude_jitter (`bool`, *optional*): override the instance setting for this call.
+            audio_gain_jitter (`bool`, *optional*): override the instance setting for this call.
             generator (*optional*): source of the random gains: a `numpy.random.Generator`, a
                 `numpy.random.RandomState` or an `int` seed (seeds a `RandomState`, the official stream).
-            magnitudes (`float` or list of `float`, *optional*): explicit gains, one per waveform.
+            audio_gains (`float` or list of `float`, *optional*): explicit gains, one per waveform.
 
         Returns:
             [`BatchFeature`] with `audio_values` of shape `(batch_size, 1, max_length, num_mel_bins)`.
@@ -256,11 +249,11 @@ class AVFMAEFeatureExtractor(SequenceFeatureExtractor):
         if kwargs:
             logger.warning_once(f"AVFMAEFeatureExtractor ignores the arguments {sorted(kwargs)}.")
         items = _split_batch(raw_speech)
-        gains = self.draw_magnitudes(len(items), magnitude_jitter, generator, magnitudes)
+        gains = self.draw_audio_gains(len(items), audio_gain_jitter, generator, audio_gains)
         features = []
         for index, (item, gain) in enumerate(zip(items, gains, strict=True)):
             waveform = self.prepare_waveform(item, sampling_rate, index=index)
-            features.append(self.extract_features(waveform, gain))
+            features.append(self.compute_fbank(waveform, gain))
         audio_values = torch.stack(features).numpy()
         return BatchFeature({"audio_values": audio_values}, tensor_type=return_tensors)
 
@@ -309,4 +302,4 @@ def _as_float_array(audio: object, index: int | None, name: object) -> np.ndarra
     return audio
 
 
-__all__ = ["AVFMAEFeatureExtractor", "draw_magnitude", "import_torchaudio"]
+__all__ = ["AVFMAEFeatureExtractor", "draw_audio_gain", "import_torchaudio"]

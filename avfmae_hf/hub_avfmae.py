@@ -18,7 +18,7 @@ from huggingface_hub import CommitOperationAdd, EvalResult, HfApi, ModelCard, Mo
 from transformers.dynamic_module_utils import get_relative_import_files
 from transformers.utils import logging
 
-from .configuration_avfmae import PRESETS, AVFMAEConfig
+from .configuration_avfmae import AVFMAEConfig
 from .modeling_avfmae import AVFMAEForPreTraining, AVFMAEForVideoClassification, AVFMAEModel, AVFMAEPreTrainedModel
 from .processing_avfmae import AVFMAEProcessor
 
@@ -127,15 +127,6 @@ def carrying_remote_code(model: AVFMAEPreTrainedModel, processor: Any = None) ->
 # --------------------------------------------------------------------------------------------------------------------
 
 
-def size_name(config: AVFMAEConfig) -> str | None:
-    """`"base"`, `"large"` or `"huge"` when the video tower has a released width and depth, else `None`."""
-    for name, preset in PRESETS.items():
-        video = config.video_config
-        if (video.hidden_size, video.num_hidden_layers) == (preset["hidden_size"], preset["num_hidden_layers"]):
-            return name
-    return None
-
-
 def model_card_data(
     model: AVFMAEPreTrainedModel,
     *,
@@ -149,8 +140,8 @@ def model_card_data(
     eval_results = list(eval_results or [])
     classifier = isinstance(model, AVFMAEForVideoClassification)
     tags = [*TAGS, "video-classification" if classifier else "pretraining"]
-    if size_name(model.config):
-        tags.append(f"avfmae-{size_name(model.config)}")
+    if model.config.size_name:
+        tags.append(f"avfmae-{model.config.size_name}")
     return ModelCardData(
         library_name="transformers",
         pipeline_tag="video-classification" if classifier else "feature-extraction",
@@ -166,7 +157,7 @@ def model_card_data(
 
 def _describe_sizes(config: AVFMAEConfig) -> str:
     video, audio = config.video_config, config.audio_config
-    name = size_name(config)
+    name = config.size_name
     sizes = f"hidden size {video.hidden_size}, {video.num_hidden_layers} video layers"
     if config.use_audio:
         sizes += f", {audio.num_hidden_layers} audio layers, {config.fusion_num_hidden_layers} IAV-CLM fusion layers"
@@ -261,7 +252,7 @@ def build_model_card(
         ]
         results = "\n## Evaluation\n\n| dataset | metric | value |\n| --- | --- | --- |\n" + "\n".join(lines) + "\n"
 
-    title = " ".join(filter(None, ["AVF-MAE++", size_name(config)]))
+    title = " ".join(filter(None, ["AVF-MAE++", config.size_name]))
     body = f"""
 # {title}
 
@@ -497,7 +488,6 @@ __all__ = [
     "push_to_hub",
     "remote_code_auto_map",
     "remote_code_files",
-    "size_name",
     "staged_directory",
     "upload_folder_to_hub",
     "write_checkpoint_files",

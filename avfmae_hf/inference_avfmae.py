@@ -27,15 +27,15 @@ def sample_video_path() -> Path:
 
 
 def load_classifier(
-    checkpoint: str | os.PathLike | None = None, size: str = "base"
+    model_name_or_path: str | os.PathLike | None = None, size: str = "base"
 ) -> tuple[AVFMAEForVideoClassification, AVFMAEProcessor, bool]:
-    """A classification model and its processor from a converted checkpoint folder, or, without one, a freshly
-    initialised model of preset `size` (nothing is downloaded). Returns `(model, processor, pretrained)`."""
-    if checkpoint is None:
-        model = AVFMAEForVideoClassification(AVFMAEConfig.from_preset(size))
+    """A classification model and its processor from a converted or saved model folder, or, without one, a freshly
+    initialised model of size `size` (nothing is downloaded). Returns `(model, processor, pretrained)`."""
+    if model_name_or_path is None:
+        model = AVFMAEForVideoClassification(AVFMAEConfig.from_size(size))
         return model.eval(), AVFMAEProcessor.for_model_config(model.config), False
-    model = AVFMAEForVideoClassification.from_pretrained(checkpoint)
-    return model.eval(), load_processor(checkpoint, model.config), True
+    model = AVFMAEForVideoClassification.from_pretrained(model_name_or_path)
+    return model.eval(), load_processor(model_name_or_path, model.config), True
 
 
 @dataclass
@@ -126,12 +126,12 @@ def extract_features(
     return torch.cat(features)
 
 
-def load_processor(checkpoint: str | os.PathLike, config: AVFMAEConfig) -> AVFMAEProcessor:
-    """The processor saved with a checkpoint, or the config's default when the folder has none."""
+def load_processor(model_name_or_path: str | os.PathLike, config: AVFMAEConfig) -> AVFMAEProcessor:
+    """The processor saved with a model, or the config's default when the folder has none."""
     try:
-        return AVFMAEProcessor.from_pretrained(checkpoint)
+        return AVFMAEProcessor.from_pretrained(model_name_or_path)
     except OSError:
-        logger.warning(f"{checkpoint} has no processor configuration; using the model's default processor.")
+        logger.warning(f"{model_name_or_path} has no processor configuration; using the model's default processor.")
         return AVFMAEProcessor.for_model_config(config)
 
 
@@ -175,16 +175,16 @@ class DemoResult:
 
 def run_demo(
     video: str | os.PathLike | None = None,
-    checkpoint: str | os.PathLike | None = None,
+    model_name_or_path: str | os.PathLike | None = None,
     size: str = "base",
     output_dir: str | os.PathLike = "avfmae-demo",
 ) -> DemoResult:
     """The offline demo: one talking-face video (default: the bundled sample) through the processor (face crop, 16
-    frames, Kaldi fbank aligned to the frames) and AVF-MAE++. Without `checkpoint` the model of preset `size` is
+    frames, Kaldi fbank aligned to the frames) and AVF-MAE++. Without `model_name_or_path` the model of size `size` is
     randomly initialised, since nothing is downloaded. Writes previews of the face crops and the spectrogram into
     `output_dir`."""
     video = Path(video) if video is not None else sample_video_path()
-    model, processor, pretrained = load_classifier(checkpoint, size)
+    model, processor, pretrained = load_classifier(model_name_or_path, size)
     began = time.perf_counter()
     inputs = processor(videos=str(video), return_tensors="pt")
     prediction = predict_processed(model, inputs, [str(video)], time.perf_counter() - began)[0]

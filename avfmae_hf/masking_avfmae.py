@@ -7,14 +7,14 @@ from dataclasses import dataclass
 
 import torch
 
-from .configuration_avfmae import AVFMAEConfig
+from .configuration_avfmae import AVFMAEConfig, num_masked_tokens
 
 
 def random_mask(
     batch_size: int, num_tokens: int, mask_ratio: float, generator: torch.Generator | None = None
 ) -> torch.Tensor:
-    """Masks `int(mask_ratio * num_tokens)` tokens per sample, uniformly at random."""
-    num_masked = int(mask_ratio * num_tokens)
+    """Masks `num_masked_tokens(mask_ratio, num_tokens)` tokens per sample, uniformly at random."""
+    num_masked = num_masked_tokens(mask_ratio, num_tokens)
     ranks = torch.rand(batch_size, num_tokens, generator=generator).argsort(dim=1).argsort(dim=1)
     return ranks < num_masked
 
@@ -22,7 +22,7 @@ def random_mask(
 def tube_mask(
     batch_size: int, grid: tuple[int, int, int], mask_ratio: float, generator: torch.Generator | None = None
 ) -> torch.Tensor:
-    """Masks the same `int(mask_ratio * height * width)` spatial positions in every time slice of `grid`."""
+    """Masks the same `num_masked_tokens(mask_ratio, height * width)` spatial positions in every time slice of `grid`."""
     num_slices, height, width = grid
     per_slice = random_mask(batch_size, height * width, mask_ratio, generator)
     return per_slice.repeat(1, num_slices)
@@ -31,12 +31,12 @@ def tube_mask(
 def running_cell_patterns(grid: tuple[int, int, int], mask_ratio: float) -> torch.Tensor:
     """The four running-cell masks of `grid`, as `(4, num_tokens)`.
 
-    A 2x2 cell holds `int(4 * mask_ratio)` masked entries, read cyclically from the queue [1, .., 1, 0, .., 0]; the
+    A 2x2 cell holds `num_masked_tokens(mask_ratio, 4)` masked entries, read cyclically from the queue [1, .., 1, 0, .., 0]; the
     cell tiles every time slice and its read pointer advances by one position per slice. The four masks are the four
     starting phases (architecture.md §5).
     """
     num_slices, height, width = grid
-    num_masked = int(4 * mask_ratio)
+    num_masked = num_masked_tokens(mask_ratio, 4)
     queue = torch.tensor([1] * num_masked + [0] * (4 - num_masked), dtype=torch.bool)
     phases = torch.arange(4).view(4, 1, 1)
     slices = torch.arange(num_slices).view(1, num_slices, 1)

@@ -55,7 +55,7 @@ class AVFMAEModelOutput(ModelOutput):
         The same for the audio tower.
     attentions (`tuple(torch.FloatTensor)`, *optional*, returned when `output_attentions=True` with eager attention):
         Attention probabilities of every attention module of both towers and the fusion, in call order (per
-        local-global layer: local, messenger, global-to-local, local-to-messenger).
+        local-global layer: local, region, region-to-local, local-to-region).
     """
 
     video_last_hidden_state: torch.FloatTensor | None = None
@@ -371,13 +371,13 @@ class AVFMAEMLP(nn.Module):
 class AVFMAELocalGlobalLayer(GradientCheckpointingLayer):
     """The local-global layer of both encoders (§3.6): MAE-DFER's LGI-Former block plus a fourth attention.
 
-    Every region sequence is `[region token, K local tokens]`; the region ("messenger") tokens carry information
+    Every region sequence is `[region token, K local tokens]`; the region tokens carry information
     between regions:
 
     1. local attention inside each region sequence;
-    2. messenger attention among the `R` region tokens of a sample;
-    3. global-to-local: every local token of the sample attends to the region tokens;
-    4. local-to-messenger: every region token attends to all local tokens of the sample;
+    2. region attention among the `R` region tokens of a sample;
+    3. region-to-local: every local token of the sample attends to the region tokens;
+    4. local-to-region: every region token attends to all local tokens of the sample;
     5. MLP on all tokens.
     """
 
@@ -390,14 +390,14 @@ class AVFMAELocalGlobalLayer(GradientCheckpointingLayer):
 
         self.local_attention_norm = nn.LayerNorm(hidden_size, eps=eps)
         self.local_attention = attention()
-        self.messenger_attention_norm = nn.LayerNorm(hidden_size, eps=eps)
-        self.messenger_attention = attention()
-        self.global_to_local_attention_norm = nn.LayerNorm(hidden_size, eps=eps)
-        self.global_to_local_context_norm = nn.LayerNorm(hidden_size, eps=eps)
-        self.global_to_local_attention = attention()
-        self.local_to_messenger_attention_norm = nn.LayerNorm(hidden_size, eps=eps)
-        self.local_to_messenger_context_norm = nn.LayerNorm(hidden_size, eps=eps)
-        self.local_to_messenger_attention = attention()
+        self.region_attention_norm = nn.LayerNorm(hidden_size, eps=eps)
+        self.region_attention = attention()
+        self.region_to_local_attention_norm = nn.LayerNorm(hidden_size, eps=eps)
+        self.region_to_local_context_norm = nn.LayerNorm(hidden_size, eps=eps)
+        self.region_to_local_attention = attention()
+        self.local_to_region_attention_norm = nn.LayerNorm(hidden_size, eps=eps)
+        self.local_to_region_context_norm = nn.LayerNorm(hidden_size, eps=eps)
+        self.local_to_region_attention = attention()
         self.mlp_norm = nn.LayerNorm(hidden_size, eps=eps)
         self.mlp = AVFMAEMLP(hidden_size, tower_config.intermediate_size, tower_config.hidden_act)
         self.drop_path = drop_path_or_identity(drop_path)
@@ -410,32 +410,32 @@ class AVFMAELocalGlobalLayer(GradientCheckpointingLayer):
         attention_output, _ = self.local_attention(self.local_attention_norm(sequences), **kwargs)
         sequences = sequences + self.drop_path(attention_output)
         sequences = sequences.view(batch_size, num_regions, sequence_length, hidden_size)
-        messengers = sequences[:, :, 0]
+        region_tokens = sequences[:, :, 0]
         local_tokens = sequences[:, :, 1:].reshape(batch_size, -1, hidden_size)
 
-        # 2. messengers exchange information across regions
-        attention_output, _ = self.messenger_attention(self.messenger_attention_norm(messengers), **kwargs)
-        messengers = messengers + self.drop_path(attention_output)
+        # 2. the region tokens exchange information across regions
+        attention_output, _ = self.region_attention(self.region_attention_norm(region_tokens), **kwargs)
+        region_tokens = region_tokens + self.drop_path(attention_output)
 
-        # 3. every local token reads the messengers
-        attention_output, _ = self.global_to_local_attention(
-            self.global_to_local_attention_norm(local_tokens),
-            context=self.global_to_local_context_norm(messengers),
+        # 3. every local token reads the region tokens
+        attention_output, _ = self.region_to_local_attention(
+            self.region_to_local_attention_norm(local_tokens),
+            context=self.region_to_local_context_norm(region_tokens),
             **kwargs,
         )
         local_tokens = local_tokens + self.drop_path(attention_output)
 
-        # 4. every messenger reads all local tokens of its sample
-        attention_output, _ = self.local_to_messenger_attention(
-            self.local_to_messenger_attention_norm(messengers),
-            context=self.local_to_messenger_context_norm(local_tokens),
+        # 4. every region token reads all local tokens of its sample
+        attention_output, _ = self.local_to_region_attention(
+            self.local_to_region_attention_norm(region_tokens),
+            context=self.local_to_region_context_norm(local_tokens),
             **kwargs,
         )
-        messengers = messengers + self.drop_path(attention_output)
+        region_tokens = region_tokens + self.drop_path(attention_output)
 
         # 5. MLP on every token of every region sequence
         sequences = torch.cat(
-            [messengers.unsqueeze(2), local_tokens.view(batch_size, num_regions, -1, hidden_size)], dim=2
+            [region_tokens.unsqueeze(2), local_tokens.view(batch_size, num_regions, -1, hidden_size)], dim=2
         ).view(batch_size * num_regions, sequence_length, hidden_size)
         sequences = sequences + self.drop_path(self.mlp(self.mlp_norm(sequences)))
         return sequences.view(batch_size, num_regions, sequence_length, hidden_size)

@@ -11,7 +11,8 @@ from transformers.processing_utils import ProcessorMixin
 from transformers.utils import TensorType, logging
 
 from .errors_avfmae import describe_item
-from .feature_extraction_avfmae import AVFMAEFeatureExtractor, draw_magnitude
+from .feature_extraction_avfmae import AVFMAEFeatureExtractor, draw_audio_gain
+from .random_avfmae import RandomSource, as_numpy_random
 from .video_decoding_avfmae import VideoSource
 from .video_processing_avfmae import (
     AVFMAEVideoProcessor,
@@ -117,12 +118,12 @@ class AVFMAEProcessor(ProcessorMixin):
         return_tensors: str | TensorType | None = None,
         sampling_mode: str | None = None,
         test_segment: int = 0,
-        generator: "np.random.Generator | np.random.RandomState | int | None" = None,
+        generator: RandomSource = None,
         do_face_crop: bool | None = None,
         missing_audio: str | None = None,
         align_audio: bool | None = None,
-        magnitude_jitter: bool | None = None,
-        magnitudes: Sequence[float] | float | None = None,
+        audio_gain_jitter: bool | None = None,
+        audio_gains: Sequence[float] | float | None = None,
         **kwargs,
     ) -> BatchFeature:
         """Process a video or a batch of videos with their audio.
@@ -137,28 +138,27 @@ class AVFMAEProcessor(ProcessorMixin):
             return_tensors (`str`, *optional*): `"pt"` for torch tensors, `"np"` or `None` for numpy arrays.
             sampling_mode (`str`, *optional*): `"uniform"`, `"train"` or `"test"` (see [`AVFMAEVideoProcessor`]).
             test_segment (`int`, defaults to 0): segment index in the `"test"` mode.
-            generator (*optional*): randomness of the `"train"` mode and of `magnitude_jitter`: a
+            generator (*optional*): randomness of the `"train"` mode and of `audio_gain_jitter`: a
                 `numpy.random.Generator`, a `numpy.random.RandomState` or an `int` seed (seeds a `RandomState`,
                 drawn in the official order: each video's window, then its audio gain).
             do_face_crop (`bool`, *optional*): override the video processor's setting.
             missing_audio (`str`, *optional*), align_audio (`bool`, *optional*): override the instance settings.
-            magnitude_jitter (`bool`, *optional*), magnitudes (*optional*): the official random audio gain (see
+            audio_gain_jitter (`bool`, *optional*), audio_gains (*optional*): the official random audio gain (see
                 [`AVFMAEFeatureExtractor`]).
         """
         if kwargs:
             logger.warning_once(f"AVFMAEProcessor ignores the arguments {sorted(kwargs)}.")
         if videos is None and audio is None:
             raise ValueError("Pass `videos`, `audio` or both.")
-        if isinstance(generator, (int, np.integer)):
-            generator = np.random.RandomState(int(generator))
+        generator = as_numpy_random(generator) if generator is not None else None
         if videos is None:
             return self.feature_extractor(
                 audio,
                 sampling_rate=sampling_rate,
                 return_tensors=return_tensors,
-                magnitude_jitter=magnitude_jitter,
+                audio_gain_jitter=audio_gain_jitter,
                 generator=generator,
-                magnitudes=magnitudes,
+                audio_gains=audio_gains,
             )
         missing_audio = missing_audio or self.missing_audio
         if missing_audio not in MISSING_AUDIO_POLICIES:
@@ -169,11 +169,11 @@ class AVFMAEProcessor(ProcessorMixin):
         rates = list(sampling_rate) if isinstance(sampling_rate, (list, tuple)) else [sampling_rate] * len(videos)
         if len(rates) != len(videos):
             raise ValueError(f"Got {len(rates)} sampling rates for {len(videos)} videos.")
-        if magnitudes is not None:
-            magnitudes = [float(magnitudes)] * len(videos) if np.isscalar(magnitudes) else list(magnitudes)
-            if len(magnitudes) != len(videos):
-                raise ValueError(f"Got {len(magnitudes)} magnitudes for {len(videos)} videos.")
-        jitter = self.feature_extractor.magnitude_jitter if magnitude_jitter is None else magnitude_jitter
+        if audio_gains is not None:
+            audio_gains = [float(audio_gains)] * len(videos) if np.isscalar(audio_gains) else list(audio_gains)
+            if len(audio_gains) != len(videos):
+                raise ValueError(f"Got {len(audio_gains)} audio gains for {len(videos)} videos.")
+        jitter = self.feature_extractor.audio_gain_jitter if audio_gain_jitter is None else audio_gain_jitter
 
         pixel_values = self.image_processor.allocate(len(videos))
         audio_values = new_output_tensor(
@@ -188,11 +188,11 @@ class AVFMAEProcessor(ProcessorMixin):
                 waveform = self._clip_waveform(clip, audios[index], rates[index], missing_audio, align_audio)
             finally:
                 clip.source.close()
-            if magnitudes is not None:
-                gain = magnitudes[index]
+            if audio_gains is not None:
+                gain = audio_gains[index]
             else:
-                gain = draw_magnitude(generator) if jitter else None
-            audio_values[index] = self.feature_extractor.extract_features(waveform, gain)
+                gain = draw_audio_gain(generator) if jitter else None
+            audio_values[index] = self.feature_extractor.compute_fbank(waveform, gain)
             face_found.append(clip.face_found)
 
         data = {"pixel_values": pixel_values, "audio_values": audio_values}

@@ -20,9 +20,13 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
-from transformers import EvalPrediction, ProcessorMixin, Trainer, TrainerCallback
+from transformers import AutoConfig, EvalPrediction, ProcessorMixin, Trainer, TrainerCallback
 from transformers.utils import logging
 
+from .configuration_avfmae import AVFMAEConfig
+from .inference_avfmae import load_processor
+from .labels_avfmae import parse_id2label, resolve_labels
+from .modeling_avfmae import AVFMAEPreTrainedModel
 from .processing_avfmae import AVFMAEProcessor
 from .video_processing_avfmae import SAMPLING_MODES
 
@@ -263,7 +267,7 @@ class AVFMAEVideoDataset(torch.utils.data.Dataset):
             sampling_mode=sampling_mode,
             test_segment=test_segment,
             generator=generator,
-            magnitude_jitter=self.audio_gain_jitter,
+            audio_gain_jitter=self.audio_gain_jitter,
             return_tensors="pt",
         )
         return {"pixel_values": outputs["pixel_values"][0], "audio_values": outputs["audio_values"][0]}
@@ -636,6 +640,69 @@ def parse_arguments(parser, args: Sequence[str] | None = None) -> tuple:
     return parser.parse_args_into_dataclasses(args=args, look_for_args_file=False)
 
 
+def finetuning_labels(
+    dataset: str | None = None, id2label: str | None = None, model_name_or_path: str | None = None
+) -> dict[int, str]:
+    """The `id2label` of a fine-tuning run (see [`~labels_avfmae.resolve_labels`]): from `dataset` (its official
+    label order), from `id2label` (class names in the order of the list files' integer labels, comma-separated or
+    JSON), or, when neither is given, the labels of the classification model at `model_name_or_path`."""
+    existing = None
+    if model_name_or_path is not None and dataset is None and id2label is None:
+        config = AutoConfig.from_pretrained(model_name_or_path)
+        if any("Classification" in name for name in config.architectures or []):
+            existing = config.id2label
+    return resolve_labels(
+        id2label=parse_id2label(id2label) if id2label else None, dataset=dataset, existing_labels=existing
+    )
+
+
+def check_model_source(model_name_or_path: str | None, size: str | None, config_name: str | None) -> None:
+    """A training run starts from exactly one of a saved model, a released size or a config."""
+    if sum(source is not None for source in (model_name_or_path, size, config_name)) != 1:
+        raise ValueError("Pass exactly one of --model_name_or_path, --size and --config_name.")
+
+
+def load_model_and_processor(
+    model_class: type[AVFMAEPreTrainedModel],
+    *,
+    model_name_or_path: str | None = None,
+    size: str | None = None,
+    config_name: str | None = None,
+    processor_name: str | None = None,
+    do_face_crop: bool | None = None,
+    config_overrides: Mapping | None = None,
+    **from_pretrained_kwargs,
+) -> tuple[AVFMAEPreTrainedModel, AVFMAEProcessor]:
+    """The model a training script starts from and its processor.
+
+    The model comes from exactly one of: a saved folder or Hub id (`model_name_or_path`, loaded with
+    `model_class.from_pretrained`), a released size (`size`, new weights) or a config (`config_name`, new weights);
+    `config_overrides` are config fields set on top (labels, `problem_type`, `drop_path_rate`, ...). The processor is
+    the one at `processor_name`, else the one saved with the model, else the config's default; `do_face_crop`
+    overrides its face-crop setting when given.
+    """
+    check_model_source(model_name_or_path, size, config_name)
+    overrides = dict(config_overrides or {})
+    if model_name_or_path is not None:
+        config = AutoConfig.from_pretrained(model_name_or_path, **overrides)
+        model = model_class.from_pretrained(model_name_or_path, config=config, **from_pretrained_kwargs)
+    else:
+        if size is not None:
+            config = AVFMAEConfig.from_size(size, **overrides)
+        else:
+            config = AVFMAEConfig.from_pretrained(config_name, **overrides)
+        model = model_class(config)
+    if processor_name is not None:
+        processor = AVFMAEProcessor.from_pretrained(processor_name)
+    elif model_name_or_path is not None:
+        processor = load_processor(model_name_or_path, model.config)
+    else:
+        processor = AVFMAEProcessor.for_model_config(model.config)
+    if do_face_crop is not None:
+        processor.image_processor.do_face_crop = do_face_crop
+    return model, processor
+
+
 # --------------------------------------------------------------------------------------------------------------------
 # Pretraining
 # --------------------------------------------------------------------------------------------------------------------
@@ -681,6 +748,9 @@ __all__ = [
     "ParameterSetting",
     "REGRESSION_METRICS",
     "build_compute_metrics",
+    "check_model_source",
+    "finetuning_labels",
+    "load_model_and_processor",
     "combine_view_logits",
     "keep_logits",
     "layer_decay_parameter_groups",

@@ -27,6 +27,7 @@ from transformers.utils import TensorType, logging
 
 from .errors_avfmae import AudioAlignmentError, describe_item
 from .face_detection_avfmae import FaceDetector, crop_faces, get_face_detector
+from .random_avfmae import RandomSource, as_numpy_random
 from .video_decoding_avfmae import VideoSource, import_pil_image, open_video
 
 
@@ -54,12 +55,9 @@ class FrameSampling:
     total_frames: int
 
 
-def _random_integer(generator, low: int, high: int) -> int:
-    """An integer in `[low, high)` from a `numpy.random.Generator`, a `RandomState`, an `int` seed or `None`."""
-    if generator is None:
-        generator = np.random.default_rng()
-    elif isinstance(generator, (int, np.integer)):
-        generator = np.random.RandomState(int(generator))
+def _random_integer(generator: RandomSource, low: int, high: int) -> int:
+    """An integer in `[low, high)` (see [`~random_avfmae.as_numpy_random`] for `generator`)."""
+    generator = as_numpy_random(generator)
     if isinstance(generator, np.random.RandomState):
         return int(generator.randint(low, high))
     return int(generator.integers(low, high))
@@ -72,7 +70,7 @@ def sample_frame_indices(
     frame_stride: int = 4,
     test_segment: int = 0,
     num_test_segments: int = 2,
-    generator: "np.random.Generator | np.random.RandomState | int | None" = None,
+    generator: RandomSource = None,
 ) -> FrameSampling:
     """Sample frame indices of a clip with `total_frames` frames (see the module docstring for the modes).
 
@@ -318,7 +316,7 @@ class AVFMAEVideoProcessor(BaseImageProcessor):
         total_frames: int,
         sampling_mode: str | None = None,
         test_segment: int = 0,
-        generator: "np.random.Generator | np.random.RandomState | int | None" = None,
+        generator: RandomSource = None,
     ) -> FrameSampling:
         return sample_frame_indices(
             total_frames,
@@ -335,7 +333,7 @@ class AVFMAEVideoProcessor(BaseImageProcessor):
         source: VideoSource,
         sampling_mode: str | None = None,
         test_segment: int = 0,
-        generator: "np.random.Generator | np.random.RandomState | int | None" = None,
+        generator: RandomSource = None,
         do_face_crop: bool | None = None,
         out: torch.Tensor | None = None,
     ) -> ProcessedClip:
@@ -374,7 +372,7 @@ class AVFMAEVideoProcessor(BaseImageProcessor):
         index: int | None = None,
         sampling_mode: str | None = None,
         test_segment: int = 0,
-        generator: "np.random.Generator | np.random.RandomState | int | None" = None,
+        generator: RandomSource = None,
         do_face_crop: bool | None = None,
         out: torch.Tensor | None = None,
     ) -> ProcessedClip:
@@ -392,7 +390,7 @@ class AVFMAEVideoProcessor(BaseImageProcessor):
         videos: object,
         sampling_mode: str | None = None,
         test_segment: int = 0,
-        generator: "np.random.Generator | np.random.RandomState | int | None" = None,
+        generator: RandomSource = None,
         do_face_crop: bool | None = None,
         return_tensors: str | TensorType | None = None,
         **kwargs,
@@ -411,8 +409,7 @@ class AVFMAEVideoProcessor(BaseImageProcessor):
         """
         if kwargs:
             logger.warning_once(f"AVFMAEVideoProcessor ignores the arguments {sorted(kwargs)}.")
-        if isinstance(generator, (int, np.integer)):
-            generator = np.random.RandomState(int(generator))
+        generator = as_numpy_random(generator) if generator is not None else None
         videos = split_videos(videos)
         pixel_values = self.allocate(len(videos))
         face_found = []

@@ -38,8 +38,8 @@ def our_config(size: str | AVFMAEConfig, task: str, train: bool) -> AVFMAEConfig
     if isinstance(size, AVFMAEConfig):
         return size
     if task == "pretraining":
-        return AVFMAEConfig.from_preset(size)
-    return AVFMAEConfig.from_preset(size, num_labels=NUM_LABELS, drop_path_rate=0.1 if train else 0.0)
+        return AVFMAEConfig.from_size(size)
+    return AVFMAEConfig.from_size(size, num_labels=NUM_LABELS, drop_path_rate=0.1 if train else 0.0)
 
 
 def make_batch(config: AVFMAEConfig, task: str, batch_size: int, device, seed: int = 0) -> dict[str, torch.Tensor]:

@@ -13,14 +13,15 @@ from avfmae_hf.checkpoint_avfmae import (
     CheckpointError,
     VerificationReport,
     build_config,
+    classifier_labels,
     compare_with_reference,
     load_original_checkpoint,
-    parse_id2label,
-    resolve_labels,
     verify_export,
 )
-from avfmae_hf.convert_avfmae import convert_original_state_dict, describe_original_state_dict
+from avfmae_hf.convert_avfmae import convert_original_state_dict
 from avfmae_hf.hub_avfmae import export_checkpoint
+from avfmae_hf.labels_avfmae import parse_id2label
+from avfmae_hf.original_config_avfmae import config_from_original, describe_original_state_dict
 from tests.official_checkpoints import (
     OFFICIAL,
     fixture_constructor_kwargs,
@@ -178,8 +179,8 @@ def test_size_auto_reads_the_released_variants_from_their_weights(task, size):
     )
     detected = build_config(architecture)
     named = build_config(architecture, size=size)
-    preset = AVFMAEConfig.from_preset(size, **({"num_labels": 11} if task == "finetune" else {}))
-    assert detected.to_diff_dict() == named.to_diff_dict() == preset.to_diff_dict()
+    released = AVFMAEConfig.from_size(size, **({"num_labels": 11} if task == "finetune" else {}))
+    assert detected.to_diff_dict() == named.to_diff_dict() == released.to_diff_dict()
 
 
 def test_training_arguments_win_for_what_they_specify():
@@ -227,25 +228,25 @@ def test_sizes_without_a_released_variant_need_the_constructor_arguments():
 def test_labels_follow_the_official_orders_and_require_names_where_unknown():
     pretraining = describe_original_state_dict(fixture_state_dict("tiny_pretrain"))
     finetuned = describe_original_state_dict(fixture_state_dict("tiny_finetune"))  # 7-class head
-    assert list(resolve_labels(pretraining, "classification", dataset="mafw").values()) == MAFW
-    assert list(resolve_labels(pretraining, "classification", dataset="CREMA-D", num_labels=4).values()) == [
+    assert list(classifier_labels(pretraining, "classification", dataset="mafw").values()) == MAFW
+    assert list(classifier_labels(pretraining, "classification", dataset="CREMA-D", num_labels=4).values()) == [
         "ANG", "HAP", "NEU", "SAD",
     ]  # fmt: skip
-    assert resolve_labels(pretraining, "pretraining") is None
+    assert classifier_labels(pretraining, "pretraining") is None
     with pytest.raises(ValueError, match=r"DFEW \(7 classes\) as integer labels .*pass id2label"):
-        resolve_labels(finetuned, "classification", dataset="DFEW")
+        classifier_labels(finetuned, "classification", dataset="DFEW")
     # the checkpoint's own arguments name the dataset
     with pytest.raises(ValueError, match=r"training arguments name the dataset DFEW.*pass id2label"):
-        resolve_labels(finetuned, "classification", args=training_args("classification"))
+        classifier_labels(finetuned, "classification", args=training_args("classification"))
     names = parse_id2label("a, b,c,d,e,f,g")
-    assert resolve_labels(finetuned, "classification", id2label=names, dataset="DFEW") == dict(enumerate("abcdefg"))
-    assert resolve_labels(finetuned, "classification") == {i: f"LABEL_{i}" for i in range(7)}
+    assert classifier_labels(finetuned, "classification", id2label=names, dataset="DFEW") == dict(enumerate("abcdefg"))
+    assert classifier_labels(finetuned, "classification") == {i: f"LABEL_{i}" for i in range(7)}
 
 
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        ({"num_labels": 5}, r"does not agree: num_labels 5, the checkpoint's classification head 7"),
+        ({"num_labels": 5}, r"does not agree: num_labels 5, the existing classification head 7"),
         ({"id2label": {0: "a", 1: "b"}}, "does not agree: id2label 2"),
         ({"dataset": "MAFW"}, r"trains MAFW with 11 or 43 classes, not 7"),
         ({"id2label": {0: "a", 2: "b"}}, "must number its labels 0..n-1"),
@@ -254,15 +255,15 @@ def test_labels_follow_the_official_orders_and_require_names_where_unknown():
 def test_contradicting_label_options_are_errors(kwargs, message):
     finetuned = describe_original_state_dict(fixture_state_dict("tiny_finetune"))
     with pytest.raises(ValueError, match=message):
-        resolve_labels(finetuned, "classification", **kwargs)
+        classifier_labels(finetuned, "classification", **kwargs)
 
 
 def test_pretraining_has_no_labels_and_a_new_classifier_needs_some():
     pretraining = describe_original_state_dict(fixture_state_dict("tiny_pretrain"))
     with pytest.raises(ValueError, match="dataset describe a classifier"):
-        resolve_labels(pretraining, "pretraining", dataset="MAFW")
-    with pytest.raises(ValueError, match="needs its labels"):
-        resolve_labels(pretraining, "classification")
+        classifier_labels(pretraining, "pretraining", dataset="MAFW")
+    with pytest.raises(ValueError, match="Name the classes"):
+        classifier_labels(pretraining, "classification")
 
 
 def test_id2label_parsing():
@@ -275,7 +276,7 @@ def test_id2label_parsing():
 
 
 def converted_finetune_model() -> AVFMAEForVideoClassification:
-    config = AVFMAEConfig.from_original(fixture_constructor_kwargs("tiny_finetune"))
+    config = config_from_original(fixture_constructor_kwargs("tiny_finetune"))
     model = AVFMAEForVideoClassification(config).eval()
     model.load_state_dict(convert_original_state_dict(fixture_state_dict("tiny_finetune"), config))
     return model

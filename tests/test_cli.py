@@ -16,7 +16,7 @@ from transformers import AutoModelForPreTraining, AutoModelForVideoClassificatio
 
 from avfmae_hf import AVFMAEForPreTraining, AVFMAEForVideoClassification, AVFMAEProcessor, cli
 from avfmae_hf.checkpoint_avfmae import build_config, convert_checkpoint
-from avfmae_hf.convert_avfmae import describe_original_state_dict
+from avfmae_hf.original_config_avfmae import describe_original_state_dict
 from tests.official_checkpoints import (
     OFFICIAL,
     fixture_config_path,
@@ -249,7 +249,7 @@ def edited_checkpoint(tmp_path: Path, edit) -> list:
         ),
         (
             lambda tmp_path: [*fixture_options("tiny_finetune"), "--num-labels", "11"],
-            r"number of classes does not agree: num_labels 11, the checkpoint's classification head 7",
+            r"number of classes does not agree: num_labels 11, the existing classification head 7",
         ),
         (
             lambda tmp_path: ["--checkpoint", tmp_path / "absent.pth"],
@@ -351,6 +351,7 @@ def test_push_to_hub_makes_one_commit_of_the_whole_folder(with_output_dir, fake_
 # ------------------------------------------------------------------------------------------------ entry points
 
 
+@pytest.mark.slow
 def test_console_script_module_and_modeling_script_reach_the_same_command(tmp_path):
     setup = configparser.ConfigParser()
     setup.read(ROOT / "setup.cfg")

@@ -7,6 +7,7 @@ import torch
 from transformers import AutoConfig
 
 from avfmae_hf import AVFMAEConfig, AVFMAEForPreTraining, AVFMAEForVideoClassification
+from avfmae_hf.original_config_avfmae import config_from_original
 from tests.tiny_configs import tiny_config
 
 
@@ -24,21 +25,21 @@ def count_parameters(model: torch.nn.Module) -> int:
     return sum(parameter.numel() for parameter in model.parameters())
 
 
-@pytest.mark.parametrize("preset", ["base", "large", "huge"])
-def test_presets_have_the_official_parameter_counts(preset):
-    config = AVFMAEConfig.from_preset(preset, num_labels=11)
+@pytest.mark.parametrize("size", ["base", "large", "huge"])
+def test_sizes_have_the_official_parameter_counts(size):
+    config = AVFMAEConfig.from_size(size, num_labels=11)
     with torch.device("meta"):
         pretraining = AVFMAEForPreTraining(config)
         classification = AVFMAEForVideoClassification(config)
-    assert (count_parameters(pretraining), count_parameters(classification)) == PARAMETER_COUNTS[preset]
+    assert (count_parameters(pretraining), count_parameters(classification)) == PARAMETER_COUNTS[size]
 
 
-def test_default_config_is_the_base_preset():
-    assert AVFMAEConfig().to_diff_dict() == AVFMAEConfig.from_preset("base").to_diff_dict()
+def test_default_config_is_the_base_size():
+    assert AVFMAEConfig().to_diff_dict() == AVFMAEConfig.from_size("base").to_diff_dict()
 
 
-def test_preset_overrides_reach_top_level_and_towers():
-    config = AVFMAEConfig.from_preset(
+def test_size_overrides_reach_top_level_and_towers():
+    config = AVFMAEConfig.from_size(
         "huge", num_labels=4, drop_path_rate=0.1, video_config={"num_frames": 32, "region_size": (4, 5, 10)}
     )
     assert config.num_labels == 4
@@ -48,9 +49,9 @@ def test_preset_overrides_reach_top_level_and_towers():
     assert config.fusion_num_attention_heads == 12
 
 
-def test_unknown_preset_is_rejected():
-    with pytest.raises(ValueError, match="Unknown preset"):
-        AVFMAEConfig.from_preset("giant")
+def test_unknown_size_is_rejected():
+    with pytest.raises(ValueError, match="Unknown size"):
+        AVFMAEConfig.from_size("giant")
 
 
 @pytest.mark.parametrize(
@@ -74,17 +75,17 @@ def test_unknown_preset_is_rejected():
 )
 def test_invalid_configurations_raise_value_errors_naming_the_rule(overrides, message):
     with pytest.raises(ValueError, match=message):
-        AVFMAEConfig.from_preset("base", **overrides)
+        AVFMAEConfig.from_size("base", **overrides)
 
 
 def test_release_mask_ratios_pass_the_grouping_rule():
-    config = AVFMAEConfig.from_preset("base")
+    config = AVFMAEConfig.from_size("base")
     assert config.video_config.num_visible_tokens == 80
     assert config.audio_config.num_visible_tokens == 24
 
 
 def test_video_only_config_does_not_check_audio_compatibility():
-    config = AVFMAEConfig.from_preset(
+    config = AVFMAEConfig.from_size(
         "base", use_audio=False, audio_config={"hidden_size": 640, "num_attention_heads": 10}
     )
     assert not config.use_audio
@@ -105,7 +106,7 @@ def load_json(name: str) -> dict:
 
 
 def test_from_original_reads_tiny_constructor_kwargs():
-    pretraining = AVFMAEConfig.from_original(load_json("tiny_pretrain/config.json")["constructor_kwargs"])
+    pretraining = config_from_original(load_json("tiny_pretrain/config.json")["constructor_kwargs"])
     assert pretraining.video_config.hidden_size == 64
     assert pretraining.video_config.decoder_hidden_size == 32
     assert pretraining.video_config.decoder_num_hidden_layers == 3
@@ -113,7 +114,7 @@ def test_from_original_reads_tiny_constructor_kwargs():
     assert pretraining.audio_config.max_length == 32 and pretraining.audio_config.num_mel_bins == 16
     assert pretraining.video_config.patch_dim == 96 and pretraining.audio_config.patch_dim == 16
 
-    finetuning = AVFMAEConfig.from_original(load_json("tiny_finetune/config.json")["constructor_kwargs"])
+    finetuning = config_from_original(load_json("tiny_finetune/config.json")["constructor_kwargs"])
     assert finetuning.num_labels == 7
     assert finetuning.drop_path_rate == 0.1
     assert tuple(finetuning.audio_config.region_size) == (2, 2)
@@ -122,7 +123,7 @@ def test_from_original_reads_tiny_constructor_kwargs():
 @pytest.mark.parametrize("name", ["keys_pretrain_huge.json", "keys_finetune_large.json"])
 def test_from_original_uses_the_registered_widths_of_the_entry_point(name):
     description = load_json(name)
-    config = AVFMAEConfig.from_original({"model": description["constructor"], **description["constructor_kwargs"]})
+    config = config_from_original({"model": description["constructor"], **description["constructor_kwargs"]})
     width = {"huge": 768, "large": 640}[description["variant"].split("_")[1]]
     assert config.video_config.hidden_size == width
 
@@ -147,7 +148,7 @@ def test_from_original_reads_a_training_script_namespace():
         lg_classify_token_type="region",
         lg_no_second=False,
     )
-    config = AVFMAEConfig.from_original(args)
+    config = config_from_original(args)
     with torch.device("meta"):
         model = AVFMAEForVideoClassification(config)
     assert count_parameters(model) == PARAMETER_COUNTS["huge"][1]
@@ -155,4 +156,4 @@ def test_from_original_reads_a_training_script_namespace():
 
 def test_from_original_rejects_options_the_release_never_used():
     with pytest.raises(ValueError, match="lg_no_third"):
-        AVFMAEConfig.from_original({"model": "pretrain_hicmae_dim512_patch16_160_a256", "lg_no_third": True})
+        config_from_original({"model": "pretrain_hicmae_dim512_patch16_160_a256", "lg_no_third": True})

@@ -14,14 +14,9 @@ from avfmae_hf import (
     AVFMAEModel,
     convert_original_state_dict,
 )
-from avfmae_hf.convert_avfmae import (
-    ORIGINAL_TO_HF_KEY_MAPPING,
-    dataset_id2label,
-    describe_original_state_dict,
-    map_original_key,
-    merge_original_kwargs,
-    official_dataset_name,
-)
+from avfmae_hf.convert_avfmae import ORIGINAL_TO_HF_KEY_MAPPING, map_original_key
+from avfmae_hf.labels_avfmae import dataset_id2label, official_dataset_name
+from avfmae_hf.original_config_avfmae import config_from_original, describe_original_state_dict, merge_original_kwargs
 from tests.tiny_configs import tiny_config
 
 
@@ -42,7 +37,7 @@ def test_every_official_key_of_the_real_variants_fills_every_parameter(name):
     description = json.loads((OFFICIAL / name).read_text())
     official = official_meta_state_dict(description)
     assert len(official) == description["num_state_dict_entries"]
-    config = AVFMAEConfig.from_original({"model": description["constructor"], **description["constructor_kwargs"]})
+    config = config_from_original({"model": description["constructor"], **description["constructor_kwargs"]})
     model_class = AVFMAEForPreTraining if "pretrain" in name else AVFMAEForVideoClassification
     with torch.device("meta"):
         model = model_class(config)
@@ -67,8 +62,8 @@ def test_fused_projections_are_split_by_rows():
         "avfmae.fusion.layers.0.video_branch.self_attention.v_proj.weight",
     )
     assert map_original_key("encoder_audio.blocks.3.third_attn.kv.weight") == (
-        "avfmae.audio_encoder.layers.3.global_to_local_attention.k_proj.weight",
-        "avfmae.audio_encoder.layers.3.global_to_local_attention.v_proj.weight",
+        "avfmae.audio_encoder.layers.3.region_to_local_attention.k_proj.weight",
+        "avfmae.audio_encoder.layers.3.region_to_local_attention.v_proj.weight",
     )
     assert map_original_key("encoder.blocks.0.first_attn.q_bias") == (
         "avfmae.video_encoder.layers.0.local_attention.q_proj.bias",
@@ -94,7 +89,7 @@ def test_split_values_land_in_the_right_projections():
 
 
 def tiny_pretrain_config() -> AVFMAEConfig:
-    return AVFMAEConfig.from_original(
+    return config_from_original(
         json.loads((OFFICIAL / "tiny_pretrain" / "config.json").read_text())["constructor_kwargs"]
     )
 
@@ -161,12 +156,14 @@ def test_pretraining_checkpoint_converts_into_a_classifier_with_a_report():
 
 def test_classification_checkpoint_cannot_become_pretraining_but_can_become_a_backbone():
     official = load_file(OFFICIAL / "tiny_finetune" / "state_dict.safetensors")
-    config = AVFMAEConfig.from_original(
+    config = config_from_original(
         json.loads((OFFICIAL / "tiny_finetune" / "config.json").read_text())["constructor_kwargs"]
     )
     with pytest.raises(ValueError, match="cannot become a pretraining model"):
         convert_original_state_dict(official, config, target_task="pretraining")
-    backbone_weights, report = convert_original_state_dict(official, config, target_task="base", return_report=True)
+    backbone_weights, report = convert_original_state_dict(
+        official, config, target_task="backbone", return_report=True
+    )
     assert sorted(report.dropped) == ["fc_norm.bias", "fc_norm.weight", "head.bias", "head.weight"]
     backbone = AVFMAEModel(config)
     backbone.load_state_dict(backbone_weights, strict=True)
@@ -177,18 +174,18 @@ def test_sizes_are_read_from_the_weights_of_the_real_variants(name):
     description = json.loads((OFFICIAL / name).read_text())
     architecture = describe_original_state_dict(official_meta_state_dict(description))
     size = name.removesuffix(".json").split("_")[-1]
-    preset = AVFMAEConfig.from_preset(size)
+    released = AVFMAEConfig.from_size(size)
     assert architecture.size == size
     assert architecture.task == ("pretraining" if "pretrain" in name else "classification")
     assert (architecture.hidden_size, architecture.num_hidden_layers, architecture.audio_num_hidden_layers) == (
-        preset.video_config.hidden_size,
-        preset.video_config.num_hidden_layers,
-        preset.audio_config.num_hidden_layers,
+        released.video_config.hidden_size,
+        released.video_config.num_hidden_layers,
+        released.audio_config.num_hidden_layers,
     )
     assert (architecture.patch_size, architecture.tubelet_size, architecture.audio_patch_size) == (16, 2, 16)
     assert architecture.fusion_num_hidden_layers == 2 and architecture.num_region_tokens == 8
     if architecture.task == "pretraining":
-        assert architecture.decoder_hidden_size == preset.video_config.decoder_hidden_size
+        assert architecture.decoder_hidden_size == released.video_config.decoder_hidden_size
         assert architecture.decoder_num_hidden_layers == architecture.audio_decoder_num_hidden_layers == 4
         assert architecture.num_labels is None
     else:

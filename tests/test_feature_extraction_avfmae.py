@@ -11,11 +11,11 @@ import torchaudio
 from safetensors.numpy import load_file
 
 from avfmae_hf import AudioTooShortError, AVFMAEConfig, AVFMAEFeatureExtractor, UnusableAudioError
-from avfmae_hf.feature_extraction_avfmae import draw_magnitude
+from avfmae_hf.feature_extraction_avfmae import draw_audio_gain
 
 
 FIXTURE_DIR = os.path.join(os.path.dirname(__file__), "fixtures", "official", "audio_fbank")
-OFFICIAL_MAGNITUDE = 1.0971578369693007
+OFFICIAL_AUDIO_GAIN = 1.0971578369693007
 PADDED_ROW_VALUE = (0 - (-4.2677393)) / (2 * 4.5689974)
 
 
@@ -56,7 +56,7 @@ def test_reproduces_official_spectrogram(extractor, official, duration):
 def test_intermediate_fbank_matches_official(extractor, official, duration):
     """Before normalisation: zero padding (2 s) and truncation (3 s) at 256 frames, in log-mel units."""
     waveform = extractor.prepare_waveform(official[f"waveform_{duration}"], 16000)
-    raw = extractor.extract_features(waveform)[0] * (2 * extractor.std) + extractor.mean
+    raw = extractor.compute_fbank(waveform)[0] * (2 * extractor.std) + extractor.mean
     np.testing.assert_allclose(raw.numpy(), official[f"fbank_raw_{duration}"], atol=1e-3, rtol=0)
 
 
@@ -67,15 +67,15 @@ def test_padding_happens_before_normalisation(extractor, official):
     assert np.all(np.abs(audio_values[:198] - PADDED_ROW_VALUE).max(axis=1) > 1e-3)
 
 
-def test_magnitude_jitter_off_by_default(extractor, official):
+def test_audio_gain_jitter_off_by_default(extractor, official):
     first = extractor(official["waveform_2s"], sampling_rate=16000)["audio_values"]
     second = extractor(official["waveform_2s"], sampling_rate=16000)["audio_values"]
     np.testing.assert_array_equal(first, second)
-    assert extractor.magnitude_jitter is False
+    assert extractor.audio_gain_jitter is False
 
 
-def test_official_random_gain_with_given_magnitude(extractor, official):
-    audio_values = extractor(official["waveform_2s"], sampling_rate=16000, magnitudes=OFFICIAL_MAGNITUDE)
+def test_official_random_gain_with_given_audio_gain(extractor, official):
+    audio_values = extractor(official["waveform_2s"], sampling_rate=16000, audio_gains=OFFICIAL_AUDIO_GAIN)
     np.testing.assert_allclose(
         audio_values["audio_values"][0], official["spectrogram_2s_rollmag_npseed0"], atol=1e-4, rtol=0
     )
@@ -83,14 +83,14 @@ def test_official_random_gain_with_given_magnitude(extractor, official):
 
 def test_official_random_gain_from_seeded_generator(extractor, official):
     """An int seed (or a RandomState) draws the official stream: np.random.seed(0) -> 1.0971578369693007."""
-    assert draw_magnitude(0) == OFFICIAL_MAGNITUDE
-    assert draw_magnitude(np.random.RandomState(0)) == OFFICIAL_MAGNITUDE
-    audio_values = extractor(official["waveform_2s"], sampling_rate=16000, magnitude_jitter=True, generator=0)
+    assert draw_audio_gain(0) == OFFICIAL_AUDIO_GAIN
+    assert draw_audio_gain(np.random.RandomState(0)) == OFFICIAL_AUDIO_GAIN
+    audio_values = extractor(official["waveform_2s"], sampling_rate=16000, audio_gain_jitter=True, generator=0)
     np.testing.assert_allclose(
         audio_values["audio_values"][0], official["spectrogram_2s_rollmag_npseed0"], atol=1e-4, rtol=0
     )
-    jittered = AVFMAEFeatureExtractor(magnitude_jitter=True)
-    gains = jittered.draw_magnitudes(200, generator=np.random.default_rng(1))
+    jittered = AVFMAEFeatureExtractor(audio_gain_jitter=True)
+    gains = jittered.draw_audio_gains(200, generator=np.random.default_rng(1))
     assert all(0.5 < gain < 1.5 for gain in gains) and len(set(gains)) == 200
 
 
@@ -174,7 +174,7 @@ def test_too_short_after_resampling(extractor):
 def test_save_load_round_trip(tmp_path):
     from transformers import AutoFeatureExtractor
 
-    extractor = AVFMAEFeatureExtractor(max_length=128, magnitude_jitter=True)
+    extractor = AVFMAEFeatureExtractor(max_length=128, audio_gain_jitter=True)
     extractor.save_pretrained(tmp_path)
     saved = json.loads((tmp_path / "preprocessor_config.json").read_text())
     assert saved["feature_extractor_type"] == "AVFMAEFeatureExtractor" and saved["max_length"] == 128

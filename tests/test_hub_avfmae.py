@@ -36,6 +36,7 @@ from avfmae_hf.hub_avfmae import (
     remote_code_files,
     staged_directory,
 )
+from avfmae_hf.original_config_avfmae import config_from_original
 from tests.official_checkpoints import fixture_constructor_kwargs, fixture_state_dict
 from tests.test_processor_hub_code import ALLOWED, PROCESSOR_MODULES
 from tests.tiny_configs import tiny_config, tiny_inputs
@@ -47,7 +48,7 @@ FULL_AUTO_MAP = {
     "AutoModelForPreTraining": "modeling_avfmae.AVFMAEForPreTraining",
     "AutoModelForVideoClassification": "modeling_avfmae.AVFMAEForVideoClassification",
 }
-CODE_FILES = {"configuration_avfmae.py", "convert_avfmae.py", "masking_avfmae.py", "modeling_avfmae.py"}
+CODE_FILES = {"configuration_avfmae.py", "masking_avfmae.py", "modeling_avfmae.py"}
 PROCESSOR_CODE_FILES = set(PROCESSOR_MODULES)
 
 
@@ -214,6 +215,7 @@ with open(result_path, "w") as handle:
 """
 
 
+@pytest.mark.slow
 def test_remote_code_path_loads_in_a_process_without_the_package(classifier, classifier_folder, tmp_path):
     inputs = tiny_inputs(classifier.config)
     save_file(inputs, tmp_path / "inputs.safetensors")
@@ -356,7 +358,7 @@ def test_model_cards_carry_metadata_loading_paths_and_citation(classifier, tmp_p
 
 
 def test_pretraining_folder_hands_off_to_a_classifier(tmp_path):
-    config = AVFMAEConfig.from_original(fixture_constructor_kwargs("tiny_pretrain"))
+    config = config_from_original(fixture_constructor_kwargs("tiny_pretrain"))
     pretraining = AVFMAEForPreTraining(config).eval()
     pretraining.load_state_dict(convert_original_state_dict(fixture_state_dict("tiny_pretrain"), config))
     export_checkpoint(pretraining, tmp_path / "pretraining")

@@ -67,7 +67,7 @@ def test_features_are_the_backbone_pooler_output(tiny_folder):
 
 
 def test_demo_with_a_checkpoint_writes_previews(tiny_folder, tmp_path):
-    result = run_demo(checkpoint=tiny_folder, output_dir=tmp_path)
+    result = run_demo(model_name_or_path=tiny_folder, output_dir=tmp_path)
     assert result.pretrained and result.prediction.face_found
     crops, spectrogram = (Image.open(path) for path in result.files)
     assert crops.size == (4 * 16, 4 * 16)  # 16 frames of the tiny model's 16x16 in a 4x4 grid
@@ -86,7 +86,7 @@ def test_demo_command_runs_offline_with_an_untrained_base_model(tmp_path, capsys
 def test_predict_command_prints_top_labels_and_writes_json(tiny_folder, tmp_path, capsys):
     output = tmp_path / "scores.json"
     status = cli.main(
-        ["predict", str(sample_video_path()), "--checkpoint", str(tiny_folder), "--top-k", "2", "--json", str(output)]
+        ["predict", str(sample_video_path()), "--model", str(tiny_folder), "--top-k", "2", "--json", str(output)]
     )
     assert status == 0
     line = capsys.readouterr().out.strip()
@@ -98,7 +98,7 @@ def test_predict_command_prints_top_labels_and_writes_json(tiny_folder, tmp_path
 def test_extract_features_command_writes_one_row_per_video(tiny_folder, tmp_path, capsys):
     output = tmp_path / "features.safetensors"
     video = str(sample_video_path())
-    assert cli.main(["extract-features", video, video, "--checkpoint", str(tiny_folder), "--output", str(output)]) == 0
+    assert cli.main(["extract-features", video, video, "--model", str(tiny_folder), "--output", str(output)]) == 0
     with safe_open(output, "pt") as file:
         assert file.get_tensor("features").shape == (2, 64)
         assert json.loads(file.metadata()["videos"]) == [video, video]
@@ -106,10 +106,10 @@ def test_extract_features_command_writes_one_row_per_video(tiny_folder, tmp_path
 
 def test_commands_report_bad_videos_without_a_traceback(tiny_folder, tmp_path, capsys):
     missing = tmp_path / "missing.mp4"
-    assert cli.main(["predict", str(missing), "--checkpoint", str(tiny_folder)]) == 1
+    assert cli.main(["predict", str(missing), "--model", str(tiny_folder)]) == 1
     error = capsys.readouterr().err
     assert "avfmae predict: error: item 0" in error and "missing.mp4" in error and "Traceback" not in error
     corrupt = tmp_path / "corrupt.mp4"
     corrupt.write_bytes(b"\x00\x01not a video" * 100)
-    assert cli.main(["demo", "--video", str(corrupt), "--checkpoint", str(tiny_folder)]) == 1
+    assert cli.main(["demo", "--video", str(corrupt), "--model", str(tiny_folder)]) == 1
     assert "corrupt.mp4" in capsys.readouterr().err

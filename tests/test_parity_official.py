@@ -7,8 +7,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from avfmae_hf import AVFMAEConfig, AVFMAEForPreTraining, AVFMAEForVideoClassification, convert_original_state_dict
+from avfmae_hf import AVFMAEForPreTraining, AVFMAEForVideoClassification, convert_original_state_dict
 from avfmae_hf.checkpoint_avfmae import reference_outputs
+from avfmae_hf.original_config_avfmae import config_from_original
 
 
 OFFICIAL = Path(__file__).parent / "fixtures" / "official"
@@ -17,7 +18,7 @@ TOLERANCE = {"atol": 1e-5, "rtol": 1e-5}
 
 def build(fixture: str, model_class, attn_implementation: str):
     description = json.loads((OFFICIAL / fixture / "config.json").read_text())
-    config = AVFMAEConfig.from_original(description["constructor_kwargs"])
+    config = config_from_original(description["constructor_kwargs"])
     config._attn_implementation = attn_implementation
     model = model_class(config).eval()
     state_dict = convert_original_state_dict(load_file(OFFICIAL / fixture / "state_dict.safetensors"), config)

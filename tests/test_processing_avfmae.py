@@ -16,7 +16,7 @@ from avfmae_hf import (
     InputNotFoundError,
     MissingAudioError,
 )
-from avfmae_hf.feature_extraction_avfmae import draw_magnitude
+from avfmae_hf.feature_extraction_avfmae import draw_audio_gain
 from avfmae_hf.video_decoding_avfmae import open_video
 from avfmae_hf.video_processing_avfmae import sample_frame_indices
 from tests.media import synthetic
@@ -34,7 +34,7 @@ def expected_audio_values(extractor: AVFMAEFeatureExtractor, path: str, span: tu
     waveform = extractor.prepare_waveform(waveform, rate)
     start = int(span[0] / (total_frames - 1.0) * waveform.shape[0])
     end = int(span[1] / (total_frames - 1.0) * waveform.shape[0])
-    return extractor.extract_features(waveform[start:end])
+    return extractor.compute_fbank(waveform[start:end])
 
 
 def test_path_only_call_reads_the_audio_from_the_container(processor, processor_face_clip):
@@ -143,18 +143,18 @@ def test_official_random_gain_in_the_processor(processor, processor_index_clips)
     path = processor_index_clips["25fps"]
     plain = processor(videos=path, do_face_crop=False)["audio_values"]
     np.testing.assert_array_equal(plain, processor(videos=path, do_face_crop=False)["audio_values"])
-    gained = processor(videos=path, do_face_crop=False, magnitudes=1.25)["audio_values"]
+    gained = processor(videos=path, do_face_crop=False, audio_gains=1.25)["audio_values"]
     # A gain g shifts the log-mel values of the signal by 2 ln(g) before normalisation (bins that hold no mel
     # filter stay at the log floor).
     shift = 2 * np.log(1.25) / (2 * processor.feature_extractor.std)
     difference = gained[0, 0, :200] - plain[0, 0, :200]
     assert np.mean(np.abs(difference - shift) < 2e-3) > 0.95 and np.abs(np.median(difference) - shift) < 1e-4
     # Train mode with a seed: the window is drawn first, then the gain, as in the official loader.
-    jittered = processor(videos=path, sampling_mode="train", magnitude_jitter=True, generator=4, do_face_crop=False)
+    jittered = processor(videos=path, sampling_mode="train", audio_gain_jitter=True, generator=4, do_face_crop=False)
     stream = np.random.RandomState(4)
     stream.randint(64, 100)
     expected = processor(
-        videos=path, sampling_mode="train", generator=4, magnitudes=draw_magnitude(stream), do_face_crop=False
+        videos=path, sampling_mode="train", generator=4, audio_gains=draw_audio_gain(stream), do_face_crop=False
     )
     np.testing.assert_array_equal(jittered["audio_values"], expected["audio_values"])
 

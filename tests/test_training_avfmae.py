@@ -196,7 +196,7 @@ def test_layer_decay_scales_follow_the_official_exponents():
         "avfmae.video_encoder.layers.0.local_attention.q_proj.weight": 4,  # layer k: 0.75 ** (L + 2 - k)
         "avfmae.audio_encoder.layers.0.mlp.fc1.weight": 4,
         "avfmae.video_encoder.layers.1.mlp_norm.weight": 3,
-        "avfmae.audio_encoder.layers.1.messenger_attention.o_proj.bias": 3,
+        "avfmae.audio_encoder.layers.1.region_attention.o_proj.bias": 3,
         "avfmae.fusion.layers.0.video_branch.self_attention.q_proj.weight": 2,  # fusion k: 0.75 ** (F - k)
         "avfmae.fusion.layers.1.audio_branch.cross_gate.weight": 1,
         "avfmae.video_encoder.region_tokens": 0,  # everything else: scale 1

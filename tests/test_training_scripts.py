@@ -136,7 +136,7 @@ def test_finetuning_needs_named_labels_and_one_model_source(restore_logging, tin
     with pytest.raises(ValueError, match="Name the classes"):
         script.main(["--model_name_or_path", os.fspath(tiny_pretrained), "--output_dir", os.fspath(tmp_path)])
     with pytest.raises(ValueError, match="exactly one of"):
-        script.main(["--preset", "base", "--config_name", "x", "--output_dir", os.fspath(tmp_path)])
+        script.main(["--size", "base", "--config_name", "x", "--output_dir", os.fspath(tmp_path)])
 
 
 @pytest.mark.parametrize(
@@ -167,6 +167,7 @@ def test_recipes_parse_into_the_scripts_arguments(script_name, recipe, expected,
         assert data_args.dataset == "MAFW" and model_args.drop_path_rate == 0.1
 
 
+@pytest.mark.slow
 def test_pretraining_resumes_exactly(tmp_path, pretraining_list):
     config_dir = tmp_path / "config"
     tiny_config().save_pretrained(config_dir)

@@ -25,12 +25,10 @@ from dataclasses import dataclass, field
 
 import datasets
 import transformers
-from transformers import AutoConfig, HfArgumentParser, TrainingArguments, set_seed
+from transformers import HfArgumentParser, TrainingArguments, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
-from avfmae_hf import AVFMAEConfig, AVFMAEForVideoClassification, AVFMAEProcessor
-from avfmae_hf.convert_avfmae import dataset_id2label
-from avfmae_hf.inference_avfmae import load_processor
+from avfmae_hf import AVFMAEForVideoClassification
 from avfmae_hf.training_avfmae import (
     PROBLEM_TYPES,
     SINGLE_LABEL,
@@ -38,7 +36,10 @@ from avfmae_hf.training_avfmae import (
     AVFMAETrainer,
     AVFMAEVideoDataset,
     build_compute_metrics,
+    check_model_source,
+    finetuning_labels,
     keep_logits,
+    load_model_and_processor,
     parse_arguments,
     read_list_file,
     scale_learning_rate,
@@ -57,10 +58,10 @@ class ModelArguments:
         default=None,
         metadata={
             "help": "A converted or saved AVF-MAE++ folder (or Hub id): a pretraining checkpoint (a new head is made) "
-            "or a classification checkpoint. Leave unset to train from scratch with --preset or --config_name."
+            "or a classification checkpoint. Leave unset to train from scratch with --size or --config_name."
         },
     )
-    preset: str | None = field(
+    size: str | None = field(
         default=None, metadata={"help": "Train from scratch at a paper size: base, large or huge."}
     )
     config_name: str | None = field(
@@ -88,9 +89,7 @@ class ModelArguments:
     )
 
     def __post_init__(self):
-        sources = [self.model_name_or_path, self.preset, self.config_name]
-        if sum(source is not None for source in sources) != 1:
-            raise ValueError("Pass exactly one of --model_name_or_path, --preset and --config_name.")
+        check_model_source(self.model_name_or_path, self.size, self.config_name)
 
 
 @dataclass
@@ -130,7 +129,7 @@ class DataTrainingArguments:
         default="test",
         metadata={"help": "Frame sampling for evaluation: 'test' (official segments, averaged) or 'uniform'."},
     )
-    test_num_segments: int | None = field(
+    num_test_segments: int | None = field(
         default=None,
         metadata={"help": "Temporal segments per video in the 'test' mode (official: 2); default: the processor's."},
     )
@@ -175,25 +174,6 @@ class AVFMAETrainingArguments(TrainingArguments):
     )
 
 
-def resolve_labels(data_args: DataTrainingArguments, model_args: ModelArguments) -> dict[int, str] | None:
-    """id2label from --dataset, --id2label or a classification checkpoint (None: keep the checkpoint's)."""
-    if data_args.dataset and data_args.id2label:
-        raise ValueError("Pass either --dataset or --id2label, not both.")
-    if data_args.id2label:
-        names = [name.strip() for name in data_args.id2label.split(",") if name.strip()]
-        return dict(enumerate(names))
-    if data_args.dataset:
-        return dataset_id2label(data_args.dataset)
-    if model_args.model_name_or_path is not None:
-        config = AutoConfig.from_pretrained(model_args.model_name_or_path)
-        if any("Classification" in name for name in config.architectures or []):
-            return None
-    raise ValueError(
-        "Name the classes: --dataset for an official dataset's label order, or --id2label name0,name1,... in the "
-        "order of the list files' integer labels (the labels are not guessed)."
-    )
-
-
 def main(args: list[str] | None = None) -> dict[str, float]:
     # 1. Arguments: flags, or a JSON recipe followed by flags that override it
     parser = HfArgumentParser((ModelArguments, DataTrainingArguments, AVFMAETrainingArguments))
@@ -230,33 +210,26 @@ def main(args: list[str] | None = None) -> dict[str, float]:
     set_seed(training_args.seed)
 
     # 4. Labels, config, model and processor
-    id2label = resolve_labels(data_args, model_args)
-    overrides = {"problem_type": data_args.problem_type}
-    if id2label is not None:
-        overrides.update(id2label=id2label, label2id={name: index for index, name in id2label.items()})
+    id2label = finetuning_labels(data_args.dataset, data_args.id2label, model_args.model_name_or_path)
+    overrides = {
+        "problem_type": data_args.problem_type,
+        "id2label": id2label,
+        "label2id": {name: index for index, name in id2label.items()},
+    }
     if model_args.drop_path_rate is not None:
         overrides["drop_path_rate"] = model_args.drop_path_rate
-    if model_args.model_name_or_path is not None:
-        config = AutoConfig.from_pretrained(model_args.model_name_or_path, **overrides)
-        model = AVFMAEForVideoClassification.from_pretrained(
-            model_args.model_name_or_path, config=config, ignore_mismatched_sizes=model_args.ignore_mismatched_sizes
-        )
-    else:
-        if model_args.preset is not None:
-            config = AVFMAEConfig.from_preset(model_args.preset, **overrides)
-        else:
-            config = AVFMAEConfig.from_pretrained(model_args.config_name, **overrides)
-        model = AVFMAEForVideoClassification(config)
-    if model_args.processor_name is not None:
-        processor = AVFMAEProcessor.from_pretrained(model_args.processor_name)
-    elif model_args.model_name_or_path is not None:
-        processor = load_processor(model_args.model_name_or_path, model.config)
-    else:
-        processor = AVFMAEProcessor.for_model_config(model.config)
-    if model_args.do_face_crop is not None:
-        processor.image_processor.do_face_crop = model_args.do_face_crop
-    if data_args.test_num_segments is not None:
-        processor.image_processor.num_test_segments = data_args.test_num_segments
+    model, processor = load_model_and_processor(
+        AVFMAEForVideoClassification,
+        model_name_or_path=model_args.model_name_or_path,
+        size=model_args.size,
+        config_name=model_args.config_name,
+        processor_name=model_args.processor_name,
+        do_face_crop=model_args.do_face_crop,
+        config_overrides=overrides,
+        **({"ignore_mismatched_sizes": True} if model_args.ignore_mismatched_sizes else {}),
+    )
+    if data_args.num_test_segments is not None:
+        processor.image_processor.num_test_segments = data_args.num_test_segments
 
     # 5. Datasets: training windows are random (seeded per epoch and video), evaluation is deterministic
     label2id = model.config.label2id

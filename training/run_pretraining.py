@@ -4,7 +4,7 @@
 
 Single process:
 
-    python training/run_pretraining.py --preset base --train_file videos.csv --output_dir pretrain-base \\
+    python training/run_pretraining.py --size base --train_file videos.csv --output_dir pretrain-base \\
         --per_device_train_batch_size 8 --max_steps 1000 --save_steps 200
 
 A paper recipe with local paths (flags after the JSON file override it):
@@ -39,13 +39,14 @@ from accelerate.utils import set_seed
 from tqdm.auto import tqdm
 from transformers import HfArgumentParser, TrainingArguments, get_scheduler
 
-from avfmae_hf import AVFMAEConfig, AVFMAEForPreTraining, AVFMAEProcessor
-from avfmae_hf.inference_avfmae import load_processor
+from avfmae_hf import AVFMAEForPreTraining
 from avfmae_hf.training_avfmae import (
     AVFMAEDataCollator,
     AVFMAEPretrainingDataset,
     TrainingProgress,
+    check_model_source,
     layer_decay_parameter_groups,
+    load_model_and_processor,
     mask_generator,
     parse_arguments,
     read_list_file,
@@ -63,9 +64,7 @@ class ModelArguments:
     model_name_or_path: str | None = field(
         default=None, metadata={"help": "Continue pretraining a saved AVFMAEForPreTraining folder (or Hub id)."}
     )
-    preset: str | None = field(
-        default=None, metadata={"help": "Start from scratch at a paper size: base, large, huge."}
-    )
+    size: str | None = field(default=None, metadata={"help": "Start from scratch at a paper size: base, large, huge."})
     config_name: str | None = field(
         default=None, metadata={"help": "Start from scratch with this config (a folder or config.json)."}
     )
@@ -78,9 +77,7 @@ class ModelArguments:
     )
 
     def __post_init__(self):
-        sources = [self.model_name_or_path, self.preset, self.config_name]
-        if sum(source is not None for source in sources) != 1:
-            raise ValueError("Pass exactly one of --model_name_or_path, --preset and --config_name.")
+        check_model_source(self.model_name_or_path, self.size, self.config_name)
 
 
 @dataclass
@@ -198,22 +195,14 @@ def main(args: list[str] | None = None) -> dict:
 
     # 3. Model and processor, built after seeding so that every process starts from the same weights
     set_seed(training_args.seed)
-    if model_args.model_name_or_path is not None:
-        model = AVFMAEForPreTraining.from_pretrained(model_args.model_name_or_path)
-    else:
-        if model_args.preset is not None:
-            config = AVFMAEConfig.from_preset(model_args.preset)
-        else:
-            config = AVFMAEConfig.from_pretrained(model_args.config_name)
-        model = AVFMAEForPreTraining(config)
-    if model_args.processor_name is not None:
-        processor = AVFMAEProcessor.from_pretrained(model_args.processor_name)
-    elif model_args.model_name_or_path is not None:
-        processor = load_processor(model_args.model_name_or_path, model.config)
-    else:
-        processor = AVFMAEProcessor.for_model_config(model.config)
-    if model_args.do_face_crop is not None:
-        processor.image_processor.do_face_crop = model_args.do_face_crop
+    model, processor = load_model_and_processor(
+        AVFMAEForPreTraining,
+        model_name_or_path=model_args.model_name_or_path,
+        size=model_args.size,
+        config_name=model_args.config_name,
+        processor_name=model_args.processor_name,
+        do_face_crop=model_args.do_face_crop,
+    )
     # from here on each process draws its own random numbers (drop path, if any)
     set_seed(training_args.seed, device_specific=True)
 
