@@ -41,6 +41,7 @@ from safetensors.torch import load_file
 
 from avfmae_hf import AVFMAEConfig, AVFMAEForPreTraining, AVFMAEForVideoClassification, convert_original_state_dict
 from avfmae_hf.checkpoint_avfmae import reference_outputs
+from avfmae_hf.original_config_avfmae import config_from_original
 
 
 # Dense (no sparsity) bf16 tensor-core peaks from NVIDIA's data sheets, TFLOP/s; the first name contained in
@@ -185,7 +186,7 @@ def run_case(
 
 def fixture_model(fixture: str, device: torch.device):
     description = json.loads((OFFICIAL_FIXTURES / fixture / "config.json").read_text())
-    config = AVFMAEConfig.from_original(description["constructor_kwargs"])
+    config = config_from_original(description["constructor_kwargs"])
     config._attn_implementation = "sdpa"
     model_class = AVFMAEForPreTraining if fixture == "tiny_pretrain" else AVFMAEForVideoClassification
     model = model_class(config).eval()
@@ -346,7 +347,7 @@ def fixture_model_config(task: str) -> AVFMAEConfig:
     """The tiny official fixture's configuration for a dry run (classification: drop-path 0.1 as in fine-tuning)."""
     fixture = "tiny_pretrain" if task == "pretraining" else "tiny_finetune"
     description = json.loads((OFFICIAL_FIXTURES / fixture / "config.json").read_text())
-    config = AVFMAEConfig.from_original(description["constructor_kwargs"])
+    config = config_from_original(description["constructor_kwargs"])
     if task == "classification":
         config.drop_path_rate = 0.1
     return config
