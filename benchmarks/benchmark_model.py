@@ -7,6 +7,7 @@ pretraining masks are drawn once with the model's own strategies and given to th
     python benchmarks/benchmark_model.py --size base --threads 2
     python benchmarks/benchmark_model.py --cases classification_forward_b1 --dtype bfloat16
     python benchmarks/benchmark_model.py --official-dir ~/AVF-MAE --dtype float32 bfloat16
+    python benchmarks/benchmark_model.py --cases pretraining_train_step_b2 --steps 1 --profile 25
 
 With --dtype bfloat16 the inference cases run a bf16 model (`model.to(torch.bfloat16)`; inputs stay float32, the
 embeddings cast them) and the training cases run under `torch.autocast("cpu", dtype=torch.bfloat16)`.
@@ -81,6 +82,12 @@ def run_case(implementation: str, case: str, args: dict, dtype: str, queue) -> N
             compile_layers(step.model, "inductor")
     times = measure(step, args["warmup"], args["steps"])
     result = {"times": times, "peak_rss_mib": peak_rss_mib(), "torch": torch.__version__}
+    if args["profile"] and implementation == "ours":
+        from torch.profiler import ProfilerActivity, profile
+
+        with profile(activities=[ProfilerActivity.CPU]) as profiler:
+            step()
+        result["profile"] = profiler.key_averages().table(sort_by="self_cpu_time_total", row_limit=args["profile"])
     if args["count_flops"]:
         result["flops"] = count_flops(step)
     queue.put(result)
@@ -114,6 +121,13 @@ def main():
     parser.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
     parser.add_argument(
         "--official-dir", help="checkout of the official AVF-MAE++ code (revision 7246ea2) to time beside this package"
+    )
+    parser.add_argument(
+        "--profile",
+        type=int,
+        default=0,
+        metavar="ROWS",
+        help="print torch.profiler's top ROWS ops of one step of ours",
     )
     parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args()
@@ -158,6 +172,8 @@ def main():
             if args.official_dir:
                 cells.append(f"**{row['official']['median_s'] / row['ours']['median_s']:.2f}x**")
             print("| " + " | ".join(cells) + " |", flush=True)
+            if "profile" in row["ours"]:
+                print(f"\n{case}, {dtype}, one step of ours:\n{row['ours'].pop('profile')}", flush=True)
     if args.json:
         with open(args.json, "w") as file:
             json.dump({"args": vars(args), "matmul_peak": peaks, "results": results}, file, indent=1)
