@@ -447,8 +447,11 @@ class AVFMAELocalGlobalLayer(GradientCheckpointingLayer):
         attention_output, _ = self.local_attention(self.local_attention_norm(sequences), **kwargs)
         sequences = sequences + self.drop_path(attention_output)
         sequences = sequences.view(batch_size, num_regions, sequence_length, hidden_size)
-        region_tokens = sequences[:, :, 0]
-        local_tokens = sequences[:, :, 1:].reshape(batch_size, -1, hidden_size)
+        # one split rather than two slices: its backward concatenates the two gradients instead of zero-filling a
+        # full-size gradient for each slice and copying into it
+        region_tokens, local_tokens = sequences.split([1, sequence_length - 1], dim=2)
+        region_tokens = region_tokens.squeeze(2)
+        local_tokens = local_tokens.reshape(batch_size, -1, hidden_size)
 
         # 2. the region tokens exchange information across regions
         attention_output, _ = self.region_attention(self.region_attention_norm(region_tokens), **kwargs)

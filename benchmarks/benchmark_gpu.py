@@ -49,11 +49,11 @@ from avfmae_hf.original_config_avfmae import config_from_original
 DENSE_BF16_TFLOPS = {
     "GB200": 2500.0,
     "B200": 2250.0,
+    "GH200": 989.4,
     "H200": 989.4,
     "H100 PCIe": 756.5,
     "H100 NVL": 835.5,
     "H100": 989.4,
-    "GH200": 989.4,
     "H800": 989.4,
     "A100": 312.0,
     "A800": 312.0,
@@ -310,11 +310,10 @@ def main():
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         sys.exit("benchmark_gpu.py: no CUDA device is visible (use --dry-run to check the script on the CPU).")
+    name, spec = spec_bf16_tflops(device)
+    peaks = matmul_peaks(device, seconds=0.3 if args.dry_run else 2.0)  # IEEE fp32, before TF32 is allowed
     # TF32 for the fp32 matrix products that remain under autocast, as users of Ampere and later cards run them
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
-
-    name, spec = spec_bf16_tflops(device)
-    peaks = matmul_peaks(device, seconds=0.3 if args.dry_run else 2.0)
     # the share of the measured peak is taken against the dtype the matrix products run in
     measured_tflops = peaks[args.precision]["gflops"] / 1e3
     report = {

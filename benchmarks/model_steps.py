@@ -146,6 +146,9 @@ def our_step(
 def compile_layers(model: torch.nn.Module, backend: str) -> None:
     """Regional compilation: every repeated layer (the model's `_no_split_modules` classes) is compiled on its own,
     so each layer class is compiled once and reused by all its instances."""
+    # layers differ in drop-path rate and shapes (video, audio, the last layer's partial output); each variant is
+    # compiled once, and a low recompile limit would silently leave the later ones eager
+    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
     layer_classes = set(model._no_split_modules)
     for module in model.modules():
         if type(module).__name__ in layer_classes:
