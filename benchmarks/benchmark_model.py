@@ -13,7 +13,7 @@ With --dtype bfloat16 the inference cases run a bf16 model (`model.to(torch.bflo
 embeddings cast them) and the training cases run under `torch.autocast("cpu", dtype=torch.bfloat16)`.
 
 With --official-dir PATH (a checkout of the official AVF-MAE++ code at revision 7246ea2, whose model files run as
-they are; the three timm helpers they import are replaced by small stand-ins, see `model_steps.py`), every case is
+they are; the four timm helpers they import are replaced by small stand-ins, see `model_steps.py`), every case is
 timed for the official model and for this package alternately, one process each, with the same inputs, thread count
 and harness; the official pretraining step computes its engine's targets and loss. The table gives both, the
 speed-up (official time / ours) and the share of the machine's `torch.mm` peak each reaches (FLOPs of the step
