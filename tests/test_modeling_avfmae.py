@@ -251,7 +251,7 @@ def test_every_parameter_gets_a_gradient_in_classification_training(tester):
 def test_pretraining_parameters_without_gradient_are_the_documented_ones(tester):
     # Architecture notes: the masked path reads the local tokens of the last encoder layer, not its region tokens,
     # so that layer's local-to-region step is outside the graph (gradient exactly zero). Other parameters cannot
-    # change the loss either, and get round-off gradients only (below 1e-5; the smallest learning gradient is about
+    # change the loss either, and get zero or round-off gradients (below 1e-5; the smallest learning gradient is about
     # 1e-4): with one overall token the fusion's overall attention is a softmax over one key, so its query and key
     # sides do nothing, and the refinement convolutions' biases are removed again by the BatchNorm that follows
     # them (batch statistics in training). Everything else must learn.
@@ -576,20 +576,23 @@ def test_each_tower_runs_the_attention_implementation_asked_for(monkeypatch, tes
     with torch.no_grad():
         model(**tester.inputs, generator=torch.Generator().manual_seed(0))
     parts = attention_names_by_part(model)
-    assert set(used) == set().union(*parts.values())  # every attention module ran
+    # every attention module ran except those whose result the masked path never reads: the last encoder layer's
+    # local-to-region attentions and the fusion's overall attention over a single overall token
+    skipped = {f"avfmae.{tower}_encoder.layers.1.local_to_region_attention" for tower in ("video", "audio")}
+    assert set().union(*parts.values()) - set(used) == skipped | {"avfmae.fusion.overall_attention"}
     # the decoders belong to their tower
     assert any(name.startswith("video_decoder") for name in parts["video"])
-    assert {used[name] for name in parts["video"]} == {"eager"}
-    assert {used[name] for name in parts["audio"]} == {"sdpa"}
-    assert {used[name] for name in parts["fusion"]} == {"eager"}
+    assert {used[name] for name in parts["video"] & set(used)} == {"eager"}
+    assert {used[name] for name in parts["audio"] & set(used)} == {"sdpa"}
+    assert {used[name] for name in parts["fusion"] & set(used)} == {"eager"}
 
     model.set_attn_implementation({"video_config": "sdpa", "audio_config": "eager", "": "sdpa"})
     used.clear()
     with torch.no_grad():
         model(**tester.inputs, generator=torch.Generator().manual_seed(0))
-    assert {used[name] for name in parts["video"]} == {"sdpa"}
-    assert {used[name] for name in parts["audio"]} == {"eager"}
-    assert {used[name] for name in parts["fusion"]} == {"sdpa"}
+    assert {used[name] for name in parts["video"] & set(used)} == {"sdpa"}
+    assert {used[name] for name in parts["audio"] & set(used)} == {"eager"}
+    assert {used[name] for name in parts["fusion"] & set(used)} == {"sdpa"}
 
 
 def test_a_tower_without_its_own_choice_follows_the_top_level_one(tester):
