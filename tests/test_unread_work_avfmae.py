@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from avfmae_hf import AVFMAEForPreTraining, AVFMAEForVideoClassification
-from avfmae_hf.checkpoint_avfmae import reference_outputs
+from avfmae_hf.checkpoint_avfmae import random_inputs, reference_outputs
 from tests.test_parity_official import TOLERANCE, build
-from tests.tiny_configs import tiny_config, tiny_inputs
+from tests.tiny_configs import tiny_config
 
 
 class CallCounter:
@@ -67,7 +67,7 @@ def test_pretraining_skips_unread_branches_without_changing_outputs_or_gradients
     config._attn_implementation = "eager"
     torch.manual_seed(0)
     model = AVFMAEForPreTraining(config).train()
-    inputs = tiny_inputs(config)
+    inputs = random_inputs(config, batch_size=2)
     backbone = model.avfmae
     last_layers = {"video": backbone.video_encoder.layers[-1], "audio": backbone.audio_encoder.layers[-1]}
     watched = {f"{tower}.local_to_region": layer.local_to_region_attention for tower, layer in last_layers.items()}
@@ -112,7 +112,7 @@ def test_classification_skips_the_last_local_mlp_without_changing_outputs_or_gra
     config._attn_implementation = "eager"
     torch.manual_seed(0)
     model = AVFMAEForVideoClassification(config).train()
-    inputs = tiny_inputs(config)
+    inputs = random_inputs(config, batch_size=2)
     labels = torch.tensor([1, 3])
     last_mlp = model.avfmae.video_encoder.layers[-1].mlp
     counter = CallCounter({"mlp": last_mlp, "overall_attention": model.avfmae.fusion.overall_attention})
