@@ -130,7 +130,7 @@ class AVFMAEProcessor(ProcessorMixin):
 
         Args:
             videos: one video or a list (see [`AVFMAEVideoProcessor.preprocess`]): paths to video files or frame
-                folders, bytes, binary file objects, `(T, H, W[, C])` uint8 arrays/tensors, lists of frames.
+                folders, bytes, binary file objects, `(T, H, W[, C])` or `(T, C, H, W)` arrays/tensors (uint8, or float in [0, 1]), lists of frames.
             audio (*optional*): the audio of each video, in the same order: waveforms (arrays or tensors, mono or
                 several channels), or paths / bytes of audio files. `None` reads each video's own audio stream. With
                 `videos=None`, only `audio_values` are computed (whole waveforms).

@@ -399,7 +399,8 @@ class AVFMAEVideoProcessor(BaseImageProcessor):
 
         Args:
             videos: one video or a list. A video is a path (file or frame folder), bytes, a binary file object, a
-                `(T, H, W[, C])` uint8 array or tensor, or a list of frames (arrays, tensors or PIL images).
+                `(T, H, W[, C])` or `(T, C, H, W)` array or tensor (uint8, or float in [0, 1]; see
+                [`~video_decoding_avfmae.FrameArraySource`]), or a list of frames (arrays, tensors or PIL images).
             sampling_mode (`str`, *optional*): override `self.sampling_mode`.
             test_segment (`int`, defaults to 0): segment index in the `"test"` mode.
             generator (*optional*): randomness of the `"train"` mode (see [`sample_frame_indices`]); one generator

@@ -104,6 +104,44 @@ def test_frame_arrays_tensors_and_lists(processor_frame_folder):
             np.testing.assert_array_equal(np.stack(source.read_frames(range(5))), frames)
 
 
+def test_channels_first_videos_and_float_frames():
+    """(T, C, H, W) arrays and tensors (torchvision / torchcodec decoders) read as their (T, H, W, C) transposes;
+    float frames in [0, 1] become round(x * 255)."""
+    frames = np.random.default_rng(0).integers(0, 256, (5, 12, 10, 3), dtype=np.uint8)
+    channels_first = frames.transpose(0, 3, 1, 2).copy()
+    levels = np.array([0.0, 0.25, 0.5, 1.0], np.float32)
+    float_frames = np.broadcast_to(levels[:, None, None, None], (4, 6, 7, 3)).copy()
+    float_expected = np.broadcast_to(np.array([0, 64, 128, 255], np.uint8)[:, None, None, None], (4, 6, 7, 3))
+    cases = {
+        "uint8 (T, C, H, W) array": (channels_first, frames),
+        "uint8 (T, C, H, W) tensor": (torch.from_numpy(channels_first), frames),
+        "float (T, H, W, C) array": (float_frames, float_expected),
+        "float (T, C, H, W) tensor": (torch.from_numpy(float_frames).permute(0, 3, 1, 2), float_expected),
+        "bfloat16 (T, C, H, W) tensor": (
+            torch.from_numpy(float_frames).permute(0, 3, 1, 2).bfloat16(),
+            float_expected,
+        ),
+        "grey (T, 1, H, W)": (channels_first[:, :1], np.repeat(frames[..., :1], 3, axis=3)),
+    }
+    for name, (video, expected) in cases.items():
+        with open_video(video) as source:
+            np.testing.assert_array_equal(np.stack(source.read_frames(range(len(expected)))), expected, err_msg=name)
+
+
+def test_ambiguous_layout_assumes_channels_last_and_says_so(caplog):
+    # (T, 3, 4, 3): three 4x3 frames channels first, or 3x4 frames channels last; both axes could hold channels.
+    video = np.arange(2 * 3 * 4 * 3, dtype=np.uint8).reshape(2, 3, 4, 3)
+    with caplog.at_level("WARNING"):
+        with open_video(video, index=4) as source:
+            frames = np.stack(source.read_frames(range(2)))
+    np.testing.assert_array_equal(frames, video)
+    assert "item 4" in caplog.text and "assuming (T, H, W, C)" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        open_video(np.zeros((2, 3, 8, 8), np.uint8)).close()
+    assert "assuming" not in caplog.text
+
+
 def test_grey_rgba_and_odd_sizes_are_converted():
     rgb = np.random.default_rng(0).integers(0, 256, (3, 97, 121, 3), dtype=np.uint8)
     grey = rgb[..., 0]
@@ -125,7 +163,9 @@ def test_grey_rgba_and_odd_sizes_are_converted():
 @pytest.mark.parametrize(
     ("video", "error", "words"),
     [
-        (np.zeros((2, 8, 8, 3), np.float32), InvalidFramesError, "uint8"),
+        (np.full((2, 8, 8, 3), 2.0, np.float32), InvalidFramesError, r"must be in \[0, 1\]"),
+        (np.full((2, 8, 8, 3), np.nan, np.float32), InvalidFramesError, "NaN"),
+        (np.zeros((2, 8, 8, 3), np.int64), InvalidFramesError, "uint8"),
         (np.zeros((2, 8, 8, 5), np.uint8), InvalidFramesError, "channels"),
         (np.zeros((8, 8), np.uint8), InvalidFramesError, "shape"),
         (np.zeros((0, 8, 8, 3), np.uint8), ZeroLengthVideoError, "no frames"),

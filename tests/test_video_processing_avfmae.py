@@ -182,6 +182,14 @@ def test_grey_rgba_and_odd_sized_frames(processor, video):
     torch.testing.assert_close(pixel_values[0, :, :, 80, 80], expected.expand(16, 3), atol=1e-5, rtol=0)
 
 
+def test_channels_first_and_float_videos_give_the_same_clip(processor):
+    frames = np.random.default_rng(3).integers(0, 256, (20, 40, 30, 3), dtype=np.uint8)
+    expected = processor(frames, return_tensors="pt")["pixel_values"]
+    channels_first = torch.from_numpy(frames).permute(0, 3, 1, 2)
+    for video in (channels_first, channels_first.float() / 255, channels_first[None]):
+        np.testing.assert_array_equal(processor(video, return_tensors="pt")["pixel_values"], expected)
+
+
 class CountingDetector(FaceDetector):
     """A plug-in detector: one fixed face box, and it counts its calls."""
 
