@@ -197,7 +197,8 @@ def to_rgb_uint8(frame: object, source: VideoSource, what: str) -> np.ndarray:
 
 
 def float_frames_to_uint8(frames: np.ndarray, source: VideoSource, what: str) -> np.ndarray:
-    """`round(frames * 255)` as uint8 for floating-point frames in [0, 1]; other values raise [`InvalidFramesError`]."""
+    """`round(frames * 255)` as uint8 for floating-point frames in [0, 1]; other values raise
+    [`InvalidFramesError`]."""
     if frames.size and not np.all(np.isfinite(frames)):
         raise source.error(InvalidFramesError, f"{what} holds NaN or infinite values.")
     low, high = (float(frames.min()), float(frames.max())) if frames.size else (0.0, 1.0)
@@ -220,9 +221,8 @@ def channel_axis_of_video(shape: tuple, source: VideoSource) -> int:
     last, second = shape[3] in CHANNEL_COUNTS, shape[1] in CHANNEL_COUNTS
     if last and second:
         logger.warning(
-            f"{describe_item(source.index, source.name)}: a video of shape {tuple(shape)} could be (T, H, W, C) or "
-            f"(T, C, H, W); assuming (T, H, W, C) (channels last). Pass frames of another size or transpose them to "
-            f"choose."
+            f"{describe_item(source.index, source.name)}: a video of shape {tuple(shape)} could be (T, H, W, C) "
+            f"or (T, C, H, W); assuming (T, H, W, C) (channels last). Transpose it to (T, H, W, C) to be sure."
         )
     if last:
         return 3
