@@ -4,10 +4,12 @@
 [`VideoSource`] is what the processors see: a frame count, per-frame timestamps, random access to RGB frames and the
 whole audio track. [`open_video`] picks the implementation:
 
-- an encoded video (path, bytes or file object): [`ContainerVideoSource`]. Frames come from decord (the default, as
-  the official code) or PyAV (FFmpeg wheels for every platform; used where decord cannot be imported, e.g. ARM
-  machines). Both return identical frames. Metadata and audio always come from PyAV: decord's audio reader needs
-  its error text parsed to tell "no audio stream" from damage, prints noise at interpreter exit and is slower.
+- an encoded video (path, bytes or file object): [`ContainerVideoSource`]. Frames come from PyAV (the default:
+  FFmpeg wheels for every platform, measured faster, benchmarks/README.md) or, on request, decord (the official
+  code's reader, an optional dependency: `pip install decord`, x86-64 only). Both return identical frames. decord
+  rejects some valid files (it hands back 6-channel frames for some 16/24/48 px wide videos): a file decord cannot
+  read is read with PyAV instead, with a warning. Metadata and audio always come from PyAV: decord's audio reader
+  needs its error text parsed to tell "no audio stream" from damage, prints noise at interpreter exit and is slower.
 - a folder of frame images, sorted lexicographically (the official datasets' format): [`FrameFolderSource`].
 - frames in memory (a `(T, H, W, C)` or `(T, C, H, W)` array or tensor, uint8 or float in [0, 1], or a list of
   frames): [`FrameArraySource`].
@@ -86,8 +88,9 @@ def is_decord_available() -> bool:
 
 
 def default_video_backend() -> str:
-    """`"decord"` when it can be imported, else `"pyav"`."""
-    return "decord" if is_decord_available() else "pyav"
+    """`"pyav"`: it reads every valid file, on every platform, and decodes faster than decord here
+    (benchmarks/README.md); `"decord"` is used only when asked for."""
+    return "pyav"
 
 
 class VideoSource:
@@ -307,13 +310,14 @@ class ContainerVideoSource(VideoSource):
     """An encoded video (mp4, mkv, avi, webm, ...) from a path, bytes or a file object.
 
     PyAV reads the container's description (streams, declared frame count, rate, durations) and the audio; the
-    frames come from decord or PyAV. With PyAV, one demuxing pass keeps the compressed packets of both streams in
+    frames come from PyAV or decord. With PyAV, one demuxing pass keeps the compressed packets of both streams in
     memory and both are decoded from them (seeking back could lose the audio decoder's priming packet, which shifts
-    the first AAC samples).
+    the first AAC samples). When decord cannot open a file or decode its frames (it fails on some valid narrow
+    videos), PyAV reads it instead, with a warning; a file PyAV cannot read either gets PyAV's typed error.
 
     Args:
         data (`str`, `os.PathLike` or `bytes`): the file path or its content.
-        backend (`str`, *optional*): `"decord"` or `"pyav"` for the frames; defaults to decord when importable.
+        backend (`str`, *optional*): `"pyav"` (default) or `"decord"` for the frames.
         index, name: batch position and printable name for error messages.
         num_threads (`int`, defaults to 1): decoding threads per video (processors usually run in parallel workers).
     """
@@ -333,7 +337,10 @@ class ContainerVideoSource(VideoSource):
         if backend not in VIDEO_BACKENDS:
             raise ValueError(f"Unknown video backend {backend!r}; choose one of {VIDEO_BACKENDS}.")
         if backend == "decord" and not is_decord_available():
-            raise ImportError("The decord backend was requested but decord cannot be imported; use backend='pyav'.")
+            raise ImportError(
+                "The decord backend was requested but decord cannot be imported: `pip install decord` (x86-64 only), "
+                "or use backend='pyav' (the default)."
+            )
         self.backend = backend
         self.data = data
         self.num_threads = num_threads
@@ -383,7 +390,12 @@ class ContainerVideoSource(VideoSource):
 
     def _read_timestamps(self) -> None:
         if self.backend == "decord":
-            self._read_timestamps_decord()
+            try:
+                self._read_timestamps_decord()
+            except ZeroLengthVideoError:
+                raise
+            except CorruptVideoError:
+                self._fall_back_to_pyav("cannot open the video stream")
         else:
             self._demux()
         num_frames = len(self.timestamps)
@@ -421,6 +433,16 @@ class ContainerVideoSource(VideoSource):
             ) from error
         self._decord_reader = reader
         self.timestamps = np.asarray(timestamps, dtype=np.float64)
+
+    def _fall_back_to_pyav(self, problem: str) -> None:
+        """Read the frames with PyAV from now on, because decord failed on this file."""
+        logger.warning(
+            f"{describe_item(self.index, self.name)}: decord {problem}; reading the file with PyAV instead."
+        )
+        self.backend = "pyav"
+        self._decord_reader = None
+        self._open_container()
+        self._demux()
 
     def _count_video_packets(self) -> int:
         av = import_av()
@@ -461,16 +483,22 @@ class ContainerVideoSource(VideoSource):
         if self.backend == "decord":
             try:
                 batch = self._decord_reader.get_batch(indices.tolist()).asnumpy()
+                problem = (
+                    None if batch.ndim == 4 and batch.shape[-1] == 3 else f"returned frames of shape {batch.shape}"
+                )
             except Exception as error:  # decord raises its own DECORDError, RuntimeError or IndexError
-                raise self.error(
-                    CorruptVideoError, "decord cannot decode the requested frames; the file is damaged or truncated."
-                ) from error
-            if batch.ndim != 4:
+                problem = f"cannot decode the frames ({type(error).__name__})"
+            if problem is None:
+                return list(batch)
+            num_frames = self.num_frames
+            self._fall_back_to_pyav(problem)
+            if len(self.timestamps) != num_frames:
                 raise self.error(
                     DecodedDataMismatchError,
-                    f"decord returned a frame batch of shape {batch.shape}, not (frames, height, width, 3).",
+                    f"decord found {num_frames} frames but PyAV finds {len(self.timestamps)}; the file is probably "
+                    f"damaged.",
                 )
-            return list(batch)
+            self.timestamps = self.timestamps - self.timestamps[0]
         return self._read_frames_pyav(indices)
 
     def _read_frames_pyav(self, indices: np.ndarray) -> list[np.ndarray]:
@@ -686,7 +714,7 @@ def open_video(
             object; a `(T, H, W[, C])` or `(T, C, H, W)` array or tensor (uint8, or float in [0, 1]); or a list of
             frames (arrays, tensors, PIL images).
         index (`int`, *optional*): batch position, used in error messages.
-        backend (`str`, *optional*): `"decord"` or `"pyav"` for encoded videos (default: decord when importable).
+        backend (`str`, *optional*): `"pyav"` (default) or `"decord"` for encoded videos.
         num_threads (`int`, defaults to 1): decoding threads per video.
     """
     if isinstance(source, (str, os.PathLike)):

@@ -301,7 +301,8 @@ class AVFMAEVideoProcessor(BaseImageProcessor):
         face_crop_size (`int`, defaults to 256): side of the aligned face crop before the resize (OpenFace's
             `-simsize 256` in the official data preparation).
         smooth_face_track (`bool`, defaults to `True`): follow one face and smooth its crop over time.
-        video_backend (`str`, *optional*): `"decord"` or `"pyav"` for encoded videos; default decord when importable.
+        video_backend (`str`, *optional*): `"pyav"` (default) or `"decord"` (optional dependency) for encoded videos;
+            a file decord cannot read is read with PyAV (with a warning).
 
     Output of `__call__`: [`BatchFeature`] with `pixel_values` `(batch_size, num_frames, 3, height, width)` float32
     and, when face cropping ran for at least one video, `face_found` `(batch_size,)` bool: `False` where no face was

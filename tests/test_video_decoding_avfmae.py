@@ -12,6 +12,8 @@ from PIL import Image
 
 from avfmae_hf import (
     AVFMAEInputError,
+    AVFMAEProcessor,
+    AVFMAEVideoProcessor,
     CorruptVideoError,
     DecodedDataMismatchError,
     EmptyInputError,
@@ -25,15 +27,14 @@ from avfmae_hf.video_decoding_avfmae import ContainerVideoSource, load_audio_fil
 from tests.media import synthetic
 
 
-# decord has no wheels for ARM machines; there PyAV alone serves (and is compared with itself).
+# decord (optional) has no wheels for ARM machines; there PyAV alone serves (and is compared with itself).
 BACKENDS = ["decord", "pyav"] if decoding.is_decord_available() else ["pyav"]
-DEFAULT_BACKEND = decoding.default_video_backend()
 
 
 @pytest.mark.parametrize("clip", ["face", "index"])
 def test_decord_and_pyav_give_identical_frames_and_timestamps(clip, processor_face_clip, processor_index_clips):
     path = processor_face_clip[0] if clip == "face" else processor_index_clips["30fps"]
-    with open_video(path, backend=DEFAULT_BACKEND) as by_decord, open_video(path, backend="pyav") as by_pyav:
+    with open_video(path, backend=BACKENDS[0]) as by_decord, open_video(path, backend="pyav") as by_pyav:
         assert by_decord.num_frames == by_pyav.num_frames
         np.testing.assert_allclose(by_decord.timestamps, by_pyav.timestamps, atol=1e-6)
         indices = np.arange(by_decord.num_frames)
@@ -51,14 +52,47 @@ def test_frames_come_back_in_presentation_order_with_repeats(processor_index_cli
             assert [synthetic.frame_index_of(frame) for frame in source.read_frames(indices)] == indices
 
 
-def test_pyav_serves_when_decord_cannot_be_imported(monkeypatch, processor_index_clips):
-    assert DEFAULT_BACKEND == ("decord" if decoding.import_decord() is not None else "pyav")
-    monkeypatch.setattr(decoding, "import_decord", lambda: None)
+def test_pyav_is_the_default_and_decord_optional(monkeypatch, processor_index_clips):
     assert decoding.default_video_backend() == "pyav"
     with open_video(processor_index_clips["short"]) as source:
         assert source.backend == "pyav" and source.num_frames == 40
-    with pytest.raises(ImportError, match="decord"):
+    monkeypatch.setattr(decoding, "import_decord", lambda: None)
+    with open_video(processor_index_clips["short"]) as source:
+        assert source.backend == "pyav" and source.num_frames == 40
+    with pytest.raises(ImportError, match="pip install decord"):
         ContainerVideoSource(processor_index_clips["short"], backend="decord")
+
+
+@pytest.fixture(scope="module")
+def narrow_clips(tmp_path_factory):
+    """Valid 48 px high videos 16, 24 and 48 px wide (decord hands back 6-channel frames for them), with audio."""
+    directory = tmp_path_factory.mktemp("narrow")
+    clips = {}
+    for width in (16, 24, 48):
+        frames = synthetic.index_frames(30, height=48, width=64)[:, :, :width]
+        path = synthetic.write_video(
+            directory / f"narrow_{width}.mp4", frames, 25, synthetic.speech_like_audio(1.2), 16000, crf=0
+        )
+        clips[width] = path, frames
+    return clips
+
+
+@pytest.mark.parametrize("width", [16, 24, 48])
+def test_narrow_videos_decode_with_either_backend(narrow_clips, width, caplog):
+    path, frames = narrow_clips[width]
+    with open_video(path) as source:
+        decoded = np.stack(source.read_frames(range(30)))
+    assert decoded.shape == (30, 48, width, 3)
+    np.testing.assert_allclose(decoded.astype(np.float64).mean(axis=(1, 2, 3)), frames.mean(axis=(1, 2, 3)), atol=3)
+    for backend in BACKENDS:
+        caplog.clear()
+        with caplog.at_level("WARNING"), open_video(path, backend=backend, index=2) as source:
+            np.testing.assert_array_equal(np.stack(source.read_frames(range(30))), decoded)
+            assert source.backend == "pyav"  # decord fell back to PyAV for this file
+        if backend == "decord":
+            assert "item 2" in caplog.text and "reading the file with PyAV instead" in caplog.text
+    inputs = AVFMAEProcessor(AVFMAEVideoProcessor(video_backend=BACKENDS[0]))(path, return_tensors="pt")
+    assert inputs["pixel_values"].shape == (1, 16, 3, 160, 160) and inputs["audio_values"].shape == (1, 1, 256, 128)
 
 
 def test_bytes_and_file_objects(processor_index_clips):
