@@ -232,6 +232,36 @@ def test_official_random_gain_in_the_processor(processor, processor_index_clips)
     np.testing.assert_array_equal(jittered["audio_values"], expected["audio_values"])
 
 
+def test_typed_processor_kwargs(processor, processor_index_clips):
+    """transformers' processor-kwargs layout: grouped per modality or flat, the same result; unknown names raise."""
+    path = processor_index_clips["25fps"]
+    flat = processor(
+        videos=path, sampling_mode="test", test_segment=1, size={"height": 32, "width": 32}, audio_gains=0.8
+    )
+    grouped = processor(
+        videos=path,
+        videos_kwargs={"sampling_mode": "test", "test_segment": 1, "size": {"height": 32, "width": 32}},
+        audio_kwargs={"audio_gains": 0.8},
+    )
+    assert flat["pixel_values"].shape == (1, 16, 3, 32, 32)
+    for key in ("pixel_values", "audio_values"):
+        np.testing.assert_array_equal(flat[key], grouped[key])
+    common = processor(videos=path, common_kwargs={"return_tensors": "pt"}, do_face_crop=False)
+    assert isinstance(common["pixel_values"], torch.Tensor)
+    assert processor.missing_audio == "error" and processor.video_processor.sampling_mode == "center"  # unchanged
+    for kwargs in (
+        {"sampling_mod": "test"},
+        {"videos_kwargs": {"window_hops": 3}},
+        {"text_kwargs": {"padding": True}},
+    ):
+        with pytest.raises(TypeError, match="unknown arguments"):
+            processor(videos=path, **kwargs)
+    with pytest.raises(ValueError, match="two times"):
+        processor(videos=path, sampling_mode="test", videos_kwargs={"sampling_mode": "train"})
+    with pytest.raises(ValueError, match="cannot honour"):
+        processor(videos=path, max_length=100)
+
+
 def test_audio_only_call(processor):
     audio_values = processor(audio=[synthetic.speech_like_audio(2.0)], sampling_rate=16000)["audio_values"]
     assert audio_values.shape == (1, 1, 256, 128)
@@ -240,7 +270,7 @@ def test_audio_only_call(processor):
 
 
 def test_save_load_and_auto_processor(tmp_path, processor_index_clips):
-    from transformers import AutoProcessor
+    from transformers import AutoProcessor, AutoVideoProcessor
 
     processor = AVFMAEProcessor(
         AVFMAEVideoProcessor(num_frames=8, do_face_crop=False),
@@ -249,13 +279,11 @@ def test_save_load_and_auto_processor(tmp_path, processor_index_clips):
     )
     processor.save_pretrained(tmp_path)
     AVFMAEConfig().save_pretrained(tmp_path)
+    # transformers 5 keeps the parts in processor_config.json, where AutoVideoProcessor finds the video processor.
+    assert AutoVideoProcessor.from_pretrained(tmp_path).to_dict() == processor.video_processor.to_dict()
     for loaded in (AVFMAEProcessor.from_pretrained(tmp_path), AutoProcessor.from_pretrained(tmp_path)):
-        assert isinstance(loaded, AVFMAEProcessor)
-        assert (
-            isinstance(loaded.image_processor, AVFMAEVideoProcessor)
-            and loaded.video_processor is loaded.image_processor
-        )
-        assert loaded.image_processor.to_dict() == processor.image_processor.to_dict()
+        assert isinstance(loaded, AVFMAEProcessor) and isinstance(loaded.video_processor, AVFMAEVideoProcessor)
+        assert loaded.video_processor.to_dict() == processor.video_processor.to_dict()
         assert loaded.feature_extractor.to_dict() == processor.feature_extractor.to_dict()
         assert loaded.missing_audio == "silence"
         inputs = loaded(videos=processor_index_clips["short"], return_tensors="pt")
