@@ -51,14 +51,13 @@ class AVFMAEAudioKwargs(AudioKwargs, total=False):
 
 class AVFMAEProcessorKwargs(ProcessingKwargs, total=False):
     """Keyword arguments of [`AVFMAEProcessor.__call__`], in transformers' typed processor-kwargs layout: per modality
-    (`videos_kwargs`, `audio_kwargs`), common (`common_kwargs`: `return_tensors`) or flat processor options
-    (`missing_audio`, `align_audio` default to the processor's settings; `generator` is shared by the frame
-    sampling and the audio gains). Every option may also be passed flat, e.g. `sampling_mode="sliding"`."""
+    (`videos_kwargs`, `audio_kwargs`), common (`common_kwargs`: `return_tensors`) or flat (`generator`, shared by
+    the frame sampling and the audio gains). Every modality option may also be passed flat, e.g.
+    `sampling_mode="sliding"`. The processor's own settings (`missing_audio`, `align_audio`) are not call
+    arguments."""
 
     videos_kwargs: AVFMAEVideosKwargs
     audio_kwargs: AVFMAEAudioKwargs
-    missing_audio: str | None
-    align_audio: bool | None
     generator: Any
 
 
@@ -177,7 +176,6 @@ class AVFMAEProcessor(ProcessorMixin):
                 - audio options: `sampling_rate` (`int` or one per video) of waveforms given as arrays,
                   `audio_gain_jitter` and `audio_gains` (the official random audio gain, see
                   [`AVFMAEFeatureExtractor`]);
-                - `missing_audio`, `align_audio`: override the processor's settings;
                 - `generator`: randomness of the `"train"` mode and of `audio_gain_jitter`: a
                   `numpy.random.Generator`, a `numpy.random.RandomState` or an `int` seed (seeds a `RandomState`,
                   drawn in the official order: each video's window, then its audio gain);
@@ -207,11 +205,7 @@ class AVFMAEProcessor(ProcessorMixin):
                 **audio_options,
             )
         self.feature_extractor.check_unsupported(**audio_options)
-        missing_audio = merged.get("missing_audio") or self.missing_audio
-        if missing_audio not in MISSING_AUDIO_POLICIES:
-            raise ValueError(f"Unknown missing_audio {missing_audio!r}; choose one of {MISSING_AUDIO_POLICIES}.")
-        align_audio = merged.get("align_audio")
-        align_audio = self.align_audio if align_audio is None else align_audio
+        missing_audio, align_audio = self.missing_audio, self.align_audio
         test_segment = video_options.pop("test_segment", None) or 0
         options = self.video_processor.resolve_options(**video_options)
         videos = split_videos(videos)

@@ -319,7 +319,8 @@ class AVFMAEVideoProcessor(BaseVideoProcessor):
         video_backend (`str`, *optional*): `"pyav"` (default) or `"decord"` (optional dependency) for encoded videos;
             a file decord cannot read is read with PyAV (with a warning).
 
-    transformers' options that do not fit the model's fixed clip geometry raise when set: `do_sample_frames=False`,
+    `do_sample_frames=False` takes every frame of each video as it is, unsampled (videos of the same length batch;
+    the audio is the whole track). transformers' options that do not fit the model's clip geometry raise when set:
     `fps`, `video_metadata`, `return_metadata=True`, `do_pad=True`, a `data_format` other than channels first.
 
     Output of `__call__`: [`BatchFeature`] with `pixel_values` `(num_clips, num_frames, 3, height, width)` float32
@@ -414,7 +415,6 @@ class AVFMAEVideoProcessor(BaseVideoProcessor):
             raise ValueError(f"Unknown face_alignment {options['face_alignment']!r}; choose one of {FACE_ALIGNMENTS}.")
         unsupported = {
             "do_convert_rgb": options["do_convert_rgb"] is False,
-            "do_sample_frames": options["do_sample_frames"] is False,
             "fps": options["fps"] is not None,
             "video_metadata": options["video_metadata"] is not None,
             "return_metadata": bool(options["return_metadata"]),
@@ -509,7 +509,9 @@ class AVFMAEVideoProcessor(BaseVideoProcessor):
         [`new_output_tensor`]), or `None` when the frame size depends on the input (see [`output_size`])."""
         options = options or self.resolve_options()
         size = self.output_size(options)
-        return None if size is None else new_output_tensor(num_clips, options["num_frames"], 3, *size)
+        if size is None or not options["do_sample_frames"]:
+            return None
+        return new_output_tensor(num_clips, options["num_frames"], 3, *size)
 
     def stack_clips(self, clips: list["ProcessedClip"], options: dict) -> torch.Tensor:
         """The clips' `pixel_values` in one tensor (clips of different frame sizes raise)."""
@@ -529,6 +531,8 @@ class AVFMAEVideoProcessor(BaseVideoProcessor):
     ) -> list[FrameSampling]:
         """The clips to take from a video of `total_frames` frames: one, or every window in the `"sliding"` mode."""
         options = options or self.resolve_options()
+        if not options["do_sample_frames"]:
+            return [FrameSampling(np.arange(total_frames), 0, total_frames - 1, total_frames)]
         if options["sampling_mode"] == "sliding":
             return sliding_window_samplings(
                 total_frames, options["num_frames"], options["frame_stride"], options["window_hop"]

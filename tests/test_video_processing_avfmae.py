@@ -356,6 +356,7 @@ def test_every_option_acts_where_it_is_passed(tmp_path):
         "shortest edge": default(frames, size={"shortest_edge": 10})["pixel_values"].shape,
         "crop": default(frames, do_center_crop=True, crop_size={"height": 6, "width": 4})["pixel_values"].shape,
         "num_frames": default(frames, num_frames=4)["pixel_values"].shape,
+        "every frame": default(frames[:7], do_sample_frames=False)["pixel_values"].shape,
     }
     assert shapes == {
         "size": (1, 16, 3, 12, 8),
@@ -363,6 +364,7 @@ def test_every_option_acts_where_it_is_passed(tmp_path):
         "shortest edge": (1, 16, 3, 10, 15),
         "crop": (1, 16, 3, 6, 4),
         "num_frames": (1, 4, 3, 10, 10),
+        "every frame": (1, 7, 3, 10, 10),
     }
     # PIL's nearest filter keeps a sharp edge that bilinear blurs.
     edge = np.zeros((16, 4, 4, 3), np.uint8)
@@ -384,7 +386,6 @@ def test_every_option_acts_where_it_is_passed(tmp_path):
     [
         ({"num_frame": 4}, TypeError, "unknown arguments"),
         ({"do_convert_rgb": False}, ValueError, "do_convert_rgb"),
-        ({"do_sample_frames": False}, ValueError, "do_sample_frames"),
         ({"fps": 2}, ValueError, "fps"),
         ({"do_pad": True}, ValueError, "do_pad"),
         ({"data_format": "channels_last"}, ValueError, "data_format"),
