@@ -403,7 +403,7 @@ def main(args: list[str] | None = None) -> dict[str, float]:
     if new_head and model_args.model_name_or_path is not None and isinstance(model.classifier, torch.nn.Linear):
         model.classifier.reset_parameters()  # PyTorch's default initialisation, as the official head
     if data_args.num_test_segments is not None:
-        processor.image_processor.num_test_segments = data_args.num_test_segments
+        processor.video_processor.num_test_segments = data_args.num_test_segments
 
     # 5. Datasets: training windows and augmentations are random (seeded per epoch and video); the validation clip
     #    is random as in the official code but fixed by the data seed; the test views are deterministic
