@@ -18,6 +18,7 @@ Several processes: `torchrun --standalone --nproc_per_node 4 training/run_finetu
 See training/README.md.
 """
 
+import json
 import logging
 import os
 import sys
@@ -29,6 +30,16 @@ from transformers import HfArgumentParser, TrainingArguments, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
 from avfmae_hf import AVFMAEForVideoClassification
+from avfmae_hf.data_avfmae import (
+    DEFAULT_MAX_BAD_CLIP_SHARE,
+    BadClipLog,
+    BadClipSkippingDataset,
+    FingerprintCallback,
+    check_fingerprint,
+    check_not_finished,
+    run_fingerprint,
+)
+from avfmae_hf.hub_avfmae import build_model_card, push_to_hub
 from avfmae_hf.training_avfmae import (
     PROBLEM_TYPES,
     SINGLE_LABEL,
@@ -42,6 +53,7 @@ from avfmae_hf.training_avfmae import (
     load_model_and_processor,
     parse_arguments,
     read_list_file,
+    remove_arguments,
     scale_learning_rate,
 )
 from avfmae_hf.video_processing_avfmae import SAMPLING_MODES
@@ -143,6 +155,14 @@ class DataTrainingArguments:
     max_eval_samples: int | None = field(
         default=None, metadata={"help": "Keep only the first N validation and test videos (quick runs)."}
     )
+    max_bad_clip_share: float = field(
+        default=DEFAULT_MAX_BAD_CLIP_SHARE,
+        metadata={
+            "help": "Training clips that fail to decode are skipped (a warning names each, bad_clips.json lists them); "
+            "once more than this share of the training clips failed, a checkpoint is saved and the run stops with an "
+            "error."
+        },
+    )
 
     def __post_init__(self):
         if self.problem_type not in PROBLEM_TYPES or self.problem_type == "multi_label_classification":
@@ -172,12 +192,29 @@ class AVFMAETrainingArguments(TrainingArguments):
     remove_unused_columns: bool = field(
         default=False, metadata={"help": "Keep every column: the collator picks the model inputs."}
     )
+    allow_finished_resume: bool = field(
+        default=False,
+        metadata={
+            "help": "Resuming a checkpoint that already reached --max_steps is an error; with this flag the script "
+            "goes on to evaluation and saving."
+        },
+    )
+
+
+# `TrainingArguments` fields of the Trainer's own Hub uploads: this script uploads once, at the end, a Hub-ready
+# folder (code files, processor, model card), so these are not offered.
+UNHONOURED_TRAINING_ARGUMENTS = ("hub_strategy", "hub_always_push")
+
+
+def build_parser() -> HfArgumentParser:
+    parser = HfArgumentParser((ModelArguments, DataTrainingArguments, AVFMAETrainingArguments))
+    remove_arguments(parser, UNHONOURED_TRAINING_ARGUMENTS)
+    return parser
 
 
 def main(args: list[str] | None = None) -> dict[str, float]:
     # 1. Arguments: flags, or a JSON recipe followed by flags that override it
-    parser = HfArgumentParser((ModelArguments, DataTrainingArguments, AVFMAETrainingArguments))
-    model_args, data_args, training_args = parse_arguments(parser, args)
+    model_args, data_args, training_args = parse_arguments(build_parser(), args)
 
     # 2. Logging
     logging.basicConfig(
@@ -206,7 +243,10 @@ def main(args: list[str] | None = None) -> dict[str, float]:
     ):
         last_checkpoint = get_last_checkpoint(training_args.output_dir)
         if last_checkpoint is not None:
-            logger.info(f"Resuming from {last_checkpoint}; use a new --output_dir to start over.")
+            logger.warning(
+                f"Resuming from {last_checkpoint}, found in --output_dir {training_args.output_dir}; use a new "
+                "--output_dir to start over."
+            )
     set_seed(training_args.seed)
 
     # 4. Labels, config, model and processor
@@ -238,7 +278,16 @@ def main(args: list[str] | None = None) -> dict[str, float]:
     def load_split(path: str | None, mode: str, limit: int | None, seed: int | None) -> AVFMAEVideoDataset | None:
         if path is None:
             return None
-        entries = read_list_file(path, label2id=label2id, problem_type=data_args.problem_type)
+        # every problem of the list (syntax, labels out of range or unknown, regression width, missing files) in one
+        # error, before the first step
+        entries = read_list_file(
+            path,
+            label2id=label2id,
+            problem_type=data_args.problem_type,
+            num_labels=model.config.num_labels,
+            with_labels=True,
+            check_paths=True,
+        )
         return AVFMAEVideoDataset(
             entries[:limit] if limit is not None else entries,
             processor,
@@ -260,6 +309,10 @@ def main(args: list[str] | None = None) -> dict[str, float]:
         raise ValueError("--do_train needs --train_file.")
     if training_args.do_eval and eval_dataset is None:
         raise ValueError("--do_eval needs --validation_file.")
+    bad_clip_log = None
+    if train_dataset is not None:  # a clip that fails to decode mid-epoch is skipped and counted
+        bad_clip_log = BadClipLog(len(train_dataset), data_args.max_bad_clip_share)
+        train_dataset = BadClipSkippingDataset(train_dataset)
 
     # 6. Learning rate from the official rule, when a base rate is given
     if training_args.base_learning_rate is not None:
@@ -274,7 +327,9 @@ def main(args: list[str] | None = None) -> dict[str, float]:
             f"{training_args.learning_rate}"
         )
 
-    # 7. Trainer: official optimizer groups, multi-view evaluation, UAR/WAR/F1 (or CCC)
+    # 7. Trainer: official optimizer groups, multi-view evaluation, UAR/WAR/F1 (or CCC), Hub-ready checkpoints, skipped
+    #    clips counted; the upload to the Hub is done once at the end (a Hub-ready folder), not by the Trainer
+    push, training_args.push_to_hub = training_args.push_to_hub, False
     trainer = AVFMAETrainer(
         model=model,
         args=training_args,
@@ -285,14 +340,31 @@ def main(args: list[str] | None = None) -> dict[str, float]:
         compute_metrics=build_compute_metrics(data_args.problem_type),
         preprocess_logits_for_metrics=keep_logits,
         layer_decay=training_args.layer_decay,
+        bad_clip_log=bad_clip_log,
     )
+    trainer.model_card_kwargs = finetuning_card_kwargs(model_args, data_args)
 
-    # 8. Training
+    # 8. Training; a checkpoint of another model config, dataset or batch layout is refused before any step
     results = {}
     if training_args.do_train:
+        fingerprint = run_fingerprint(
+            model.config,
+            train_dataset.entries,
+            per_device_train_batch_size=training_args.per_device_train_batch_size,
+            gradient_accumulation_steps=training_args.gradient_accumulation_steps,
+            num_processes=training_args.world_size,
+        )
+        trainer.add_callback(FingerprintCallback(fingerprint))
         checkpoint = training_args.resume_from_checkpoint or last_checkpoint
+        if checkpoint is not None:
+            check_resumable(checkpoint, fingerprint, training_args)
         train_result = trainer.train(resume_from_checkpoint=checkpoint)
+        if training_args.should_save:
+            bad_clip_log.save(training_args.output_dir)
+        if bad_clip_log.exceeded:
+            raise bad_clip_log.error(os.path.join(training_args.output_dir, f"checkpoint-{trainer.state.global_step}"))
         trainer.save_model()
+        train_result.metrics["train_bad_clips"] = len(bad_clip_log.failures)
         trainer.log_metrics("train", train_result.metrics)
         trainer.save_metrics("train", train_result.metrics)
         trainer.save_state()
@@ -310,17 +382,42 @@ def main(args: list[str] | None = None) -> dict[str, float]:
         trainer.save_metrics("test", metrics)
         results.update(metrics)
 
-    # 10. Model card, or the Hub
-    card = {"tasks": "video-classification"}
-    if model_args.model_name_or_path is not None:
-        card["finetuned_from"] = model_args.model_name_or_path
-    if data_args.dataset:
-        card["dataset"] = data_args.dataset
-    if training_args.push_to_hub:
-        trainer.push_to_hub(**card)
-    elif training_args.do_train:
-        trainer.create_model_card(**card)
+    # 10. The Hub: the final model as a Hub-ready folder (code files, auto_map, processor, model card), one commit
+    #     (the saved folders carry the same files and card)
+    if push and training_args.should_save:
+        repo_id = training_args.hub_model_id or os.path.basename(os.path.abspath(training_args.output_dir))
+        model = trainer.accelerator.unwrap_model(trainer.model)
+        push_to_hub(
+            model,
+            repo_id,
+            processor=processor,
+            model_card=build_model_card(model, repo_id=repo_id, with_processor=True, **trainer.model_card_kwargs),
+            private=training_args.hub_private_repo,
+            revision=training_args.hub_revision,
+            token=training_args.hub_token,
+        )
+        logger.info(f"Pushed the fine-tuned model to {repo_id}")
     return results
+
+
+def finetuning_card_kwargs(model_args: ModelArguments, data_args: DataTrainingArguments) -> dict:
+    """What the model cards of this script's folders say besides the model itself."""
+    trained_on = f" on {data_args.dataset}" if data_args.dataset else ""
+    notes = [f"Fine-tuned{trained_on} for video emotion recognition (training/run_finetuning.py)."]
+    base_model = model_args.model_name_or_path
+    if base_model is not None and os.path.exists(base_model):
+        base_model = None  # a local folder is no Hub reference
+    return {"base_model": base_model, "notes": notes}
+
+
+def check_resumable(checkpoint: str, fingerprint: dict, training_args: TrainingArguments) -> None:
+    """Refuse a checkpoint of another run (see `check_fingerprint`) or one that already reached --max_steps."""
+    check_fingerprint(checkpoint, fingerprint)
+    state_file = os.path.join(checkpoint, "trainer_state.json")
+    if os.path.isfile(state_file):
+        with open(state_file) as handle:
+            completed_steps = json.load(handle).get("global_step", 0)
+        check_not_finished(completed_steps, training_args.max_steps, checkpoint, training_args.allow_finished_resume)
 
 
 if __name__ == "__main__":
