@@ -382,7 +382,7 @@ def test_pretraining_refuses_a_checkpoint_of_another_run_or_one_already_finished
     other_list.write_text(f"{processor_cropped_clip} 0\n" * 6)
     cases = [
         (pretrained_run.train, ["--per_device_train_batch_size", "1"], step_1, "the batch layout differs"),
-        (other_list, [], step_1, r"the training clips differ \(4 clips then, 6 now"),
+        (other_list, [], step_1, "the training clips differ (4 clips then, 6 now"),
         (pretrained_run.train, [], step_2, "step_2 has already completed 2 of --max_steps 2: nothing to train"),
     ]
     for train, extra, checkpoint, expected in cases:
@@ -515,7 +515,7 @@ def test_pretraining_checkpoints_and_output_load_with_remote_code_only(tmp_path,
         assert loaded["processor"] == "AVFMAEProcessor"
         local = AVFMAEForPreTraining.from_pretrained(folder)
         assert loaded["parameter_sum"] == pytest.approx(
-            float(sum(parameter.double().sum() for parameter in local.parameters())), rel=1e-12
+            float(sum(parameter.detach().double().sum() for parameter in local.parameters())), rel=1e-12
         )
 
 
@@ -599,3 +599,29 @@ def test_scripts_offer_only_flags_they_honour(tmp_path):
     recipe.write_text(json.dumps({"fsdp": "full_shard"}))
     with pytest.raises(ValueError, match="unknown arguments: fsdp"):
         parse_arguments(pretraining, [os.fspath(recipe), *common])
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# 6. Accelerate configs
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def test_shipped_accelerate_configs_load_and_shard_by_the_models_layers():
+    from accelerate.commands.config.config_args import ClusterConfig
+
+    from avfmae_hf.modeling_avfmae import AVFMAEPreTrainedModel
+
+    folder = TRAINING / "accelerate_configs"
+    configs = {path.stem: ClusterConfig.from_yaml_file(path) for path in sorted(folder.glob("*.yaml"))}
+    assert sorted(configs) == ["deepspeed_zero2", "fsdp2", "multi_gpu", "multi_node"]
+    assert {name: config.distributed_type.value for name, config in configs.items()} == {
+        "deepspeed_zero2": "DEEPSPEED",
+        "fsdp2": "FSDP",
+        "multi_gpu": "MULTI_GPU",
+        "multi_node": "MULTI_GPU",
+    }
+    assert configs["multi_node"].num_machines == 2 and configs["multi_node"].num_processes == 16
+    fsdp = configs["fsdp2"].fsdp_config
+    assert fsdp["fsdp_version"] == 2 and fsdp["fsdp_reshard_after_forward"] is True
+    assert fsdp["fsdp_transformer_layer_cls_to_wrap"].split(",") == AVFMAEPreTrainedModel._no_split_modules
+    assert configs["deepspeed_zero2"].deepspeed_config["zero_stage"] == 2

@@ -30,6 +30,7 @@ import math
 import os
 import re
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -372,6 +373,7 @@ def main(args: list[str] | None = None) -> dict:
     )
 
     # 8. Training loop
+    started, steps_before = time.perf_counter(), progress.completed_steps
     progress_bar = tqdm(
         total=max_steps, initial=progress.completed_steps, disable=not accelerator.is_local_main_process
     )
@@ -441,6 +443,7 @@ def main(args: list[str] | None = None) -> dict:
         if training_args.save_strategy == "epoch":
             save_checkpoint()
     progress_bar.close()
+    train_runtime = time.perf_counter() - started
     if eval_dataloader is not None and training_args.eval_strategy == "no":
         eval_loss = run_evaluation()
 
@@ -462,6 +465,13 @@ def main(args: list[str] | None = None) -> dict:
         "train_loss": last_loss,
         "eval_loss": eval_loss,
         "num_processes": accelerator.num_processes,
+        "train_runtime": train_runtime,  # seconds of the training loop in this run (evaluations included)
+        "train_steps_per_second": (progress.completed_steps - steps_before) / train_runtime if train_runtime else None,
+        "max_memory_allocated_gb": (
+            torch.cuda.max_memory_allocated() / 2**30
+            if torch.cuda.is_available() and not training_args.use_cpu
+            else None
+        ),
         "num_bad_clips": len(bad_clip_log.failures),
         "bad_clips": [name for name, _ in bad_clip_log.failures.values()],
     }
