@@ -16,11 +16,10 @@ Two processes on a CPU-only machine: `torchrun --standalone --nproc_per_node 2 t
 --use_cpu` (or `accelerate launch --multi_gpu --num_processes 2 ... --use_cpu`). Resume exactly where a run stopped
 with `--resume_from_checkpoint pretrain-base/step_200` (or `latest`). See training/README.md.
 
-Of `TrainingArguments`, this script uses: output_dir, per_device_train_batch_size, gradient_accumulation_steps,
-learning_rate (or base_learning_rate), weight_decay, adam_beta1/2, adam_epsilon, max_grad_norm, num_train_epochs,
-max_steps, warmup_steps, lr_scheduler_type, lr_scheduler_kwargs, seed, data_seed, eval_strategy, eval_steps,
-per_device_eval_batch_size, save_strategy (`steps`: every
-save_steps; `epoch`; `no`), save_steps, logging_steps, use_cpu, bf16, fp16, resume_from_checkpoint, dataloader_num_workers, report_to.
+Of `TrainingArguments`, this script honours the fields in `HONOURED_TRAINING_ARGUMENTS` (batch sizes, accumulation,
+optimizer and schedule settings, max_steps / num_train_epochs, seed and data_seed, evaluation, saving and logging
+steps, use_cpu, bf16 / fp16, resume_from_checkpoint, dataloader_num_workers, report_to, push_to_hub and the hub_*
+settings it uses); the other fields are not offered as flags.
 """
 
 import dataclasses
