@@ -17,7 +17,7 @@ import torch
 from transformers import PretrainedConfig, TrainerCallback
 from transformers.utils import logging
 
-from .errors_avfmae import AVFMAEInputError, BadClipsError, ResumeError
+from .errors_avfmae import AVFMAEInputError, BadClipsError, ListFileError, ResumeError
 
 
 logger = logging.get_logger(__name__)
@@ -268,6 +268,172 @@ def check_not_finished(completed_steps: int, max_steps: int, checkpoint: str | o
     return False
 
 
+# --------------------------------------------------------------------------------------------------------------------
+# `datasets` inputs
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def _undecoded(dataset, columns: Sequence[str]):
+    """`dataset` with its `Video` / `Audio` columns left undecoded (`{"path", "bytes"}`): reading paths then costs
+    nothing, and each clip is decoded when its item is loaded."""
+    import datasets
+
+    for column in columns:
+        feature = dataset.features.get(column)
+        if isinstance(feature, (datasets.Video, datasets.Audio)) and feature.decode:
+            dataset = dataset.cast_column(column, type(feature)(decode=False))
+    return dataset
+
+
+def _media(value):
+    """A column value as something the processor reads: a path, bytes, an array, or `(array, sampling_rate)`."""
+    if isinstance(value, Mapping):
+        if value.get("path") and os.path.exists(value["path"]):
+            return value["path"]
+        if value.get("bytes") is not None:
+            return value["bytes"]
+        if value.get("array") is not None:
+            return (value["array"], value.get("sampling_rate"))
+        return value.get("path")
+    return value
+
+
+def dataset_entries(
+    dataset,
+    *,
+    video_column: str = "video",
+    audio_column: str | None = "audio",
+    label_column: str | None = "label",
+    label2id: Mapping[str, int] | None = None,
+    problem_type: str = "single_label_classification",
+    num_labels: int | None = None,
+    with_labels: bool = False,
+    check_paths: bool = False,
+    name: str = "dataset",
+) -> list:
+    """The clips of a `datasets.Dataset` whose video (and audio) columns hold file paths, as
+    [`~training_avfmae.ListEntry`] items for [`~training_avfmae.AVFMAEVideoDataset`] (so that validation, bad-clip
+    skipping, seeding and resume fingerprints work as for list files). Only the path and label columns are read
+    (`Video` / `Audio` features are cast to `decode=False`): every clip is decoded when its item is loaded.
+
+    Labels: integers (e.g. a `ClassLabel` column), class names (with `label2id`; a `ClassLabel` column's names are
+    used when `label2id` is not given) or, for regression, a number or a list of numbers. Problems are collected
+    and raised together as one [`~errors_avfmae.ListFileError`], each with its row, as for list files. For datasets
+    that hold the media themselves (bytes or arrays), use [`processed_dataset`].
+    """
+    import datasets
+
+    from .training_avfmae import REGRESSION, ListEntry, check_list_entries
+
+    columns = [column for column in (video_column, audio_column, label_column) if column is not None]
+    missing = [column for column in columns if column not in dataset.column_names and column != audio_column]
+    if missing:
+        raise ValueError(f"{name} has no column {missing[0]!r}; its columns are {dataset.column_names}.")
+    if audio_column is not None and audio_column not in dataset.column_names:
+        audio_column = None  # each video's own audio stream
+    label_feature = dataset.features.get(label_column) if label_column else None
+    if label2id is None and isinstance(label_feature, datasets.ClassLabel):
+        label2id = {label_name: index for index, label_name in enumerate(label_feature.names)}
+    dataset = _undecoded(dataset, [video_column, *([audio_column] if audio_column else [])])
+    table = dataset.select_columns([column for column in (video_column, audio_column, label_column) if column])
+    problems, entries = [], []
+    for row_index, row in enumerate(table):
+        place = f"{name}[{row_index}]"
+        video = _media(row[video_column])
+        audio = _media(row[audio_column]) if audio_column else None
+        if not isinstance(video, str) or (audio is not None and not isinstance(audio, str)):
+            problems.append(f"{place}: the media are not files on disk; use processed_dataset for such datasets.")
+            continue
+        label = row[label_column] if label_column else None
+        if label is not None and problem_type == REGRESSION:
+            try:
+                label = tuple(float(value) for value in (label if isinstance(label, (list, tuple)) else [label]))
+            except (TypeError, ValueError):
+                problems.append(f"{place}: regression targets must be numbers, got {label!r}.")
+                continue
+        elif isinstance(label, str):
+            if label2id is None or label not in label2id:
+                known = f"; known names: {', '.join(label2id)}" if label2id else " (pass id2label/label2id)"
+                problems.append(f"{place}: label {label!r} is not a known class name{known}.")
+                continue
+            label = int(label2id[label])
+        elif label is not None:
+            label = int(label)
+        entries.append(ListEntry(video, audio, label, place=place))
+    problems.extend(check_list_entries(entries, problem_type, num_labels, with_labels, check_paths))
+    if not entries and not problems:
+        problems.append(f"{name}: holds no clips.")
+    if problems:
+        raise ListFileError(name, problems)
+    return entries
+
+
+def load_dataset_split(name_or_path: str, split: str, config_name: str | None = None):
+    """One split of a dataset: a folder written by `Dataset.save_to_disk` / `DatasetDict.save_to_disk`, or anything
+    `datasets.load_dataset` opens (a Hub id, a local loading script or data folder)."""
+    import datasets
+
+    if os.path.isdir(name_or_path) and any(
+        os.path.isfile(os.path.join(name_or_path, marker)) for marker in ("dataset_dict.json", "state.json")
+    ):
+        loaded = datasets.load_from_disk(name_or_path)
+        if isinstance(loaded, datasets.DatasetDict):
+            if split not in loaded:
+                raise ValueError(f"{name_or_path} has no split {split!r}; its splits are {sorted(loaded)}.")
+            return loaded[split]
+        return loaded
+    return datasets.load_dataset(name_or_path, config_name, split=split)
+
+
+def processed_dataset(
+    dataset,
+    processor,
+    *,
+    video_column: str = "video",
+    audio_column: str | None = "audio",
+    label_column: str | None = "label",
+    sampling_mode: str = "uniform",
+    problem_type: str = "single_label_classification",
+    use_audio: bool = True,
+):
+    """`dataset` with model inputs computed lazily, row by row as they are read (`dataset.with_transform`): each row's
+    video (a path, bytes or frames) and audio (a path, bytes, or a decoded `{"array", "sampling_rate"}`; none: the
+    video's own audio) go through `processor`. Items hold `pixel_values`, `audio_values` and `labels`, ready for
+    [`~training_avfmae.AVFMAEDataCollator`]. For datasets of file paths, [`dataset_entries`] keeps the per-item
+    seeding and bad-clip handling of the training datasets."""
+    dataset = _undecoded(dataset, [column for column in (video_column, audio_column) if column])
+    has_audio = use_audio and audio_column is not None and audio_column in dataset.column_names
+    has_labels = label_column is not None and label_column in dataset.column_names
+
+    def transform(batch: dict) -> dict:
+        outputs = {
+            "pixel_values": [],
+            **({"audio_values": []} if use_audio else {}),
+            **({"labels": []} if has_labels else {}),
+        }
+        for row_index, video in enumerate(batch[video_column]):
+            audio = _media(batch[audio_column][row_index]) if has_audio else None
+            sampling_rate = None
+            if isinstance(audio, tuple):
+                audio, sampling_rate = audio
+            if use_audio:
+                inputs = processor(
+                    videos=_media(video), audio=audio, sampling_rate=sampling_rate, sampling_mode=sampling_mode,
+                    return_tensors="pt",
+                )  # fmt: skip
+                outputs["audio_values"].append(inputs["audio_values"][0])
+            else:
+                inputs = processor.image_processor(_media(video), sampling_mode=sampling_mode, return_tensors="pt")
+            outputs["pixel_values"].append(inputs["pixel_values"][0])
+            if has_labels:
+                label = batch[label_column][row_index]
+                dtype = torch.float32 if problem_type == "regression" else torch.long
+                outputs["labels"].append(torch.tensor(label, dtype=dtype))
+        return outputs
+
+    return dataset.with_transform(transform)
+
+
 __all__ = [
     "BAD_CLIPS_KEY",
     "BadClipCallback",
@@ -279,6 +445,9 @@ __all__ = [
     "FingerprintCallback",
     "check_fingerprint",
     "check_not_finished",
+    "dataset_entries",
+    "load_dataset_split",
+    "processed_dataset",
     "run_fingerprint",
     "save_fingerprint",
 ]

@@ -22,6 +22,8 @@ from avfmae_hf.data_avfmae import (
     BadClipLog,
     BadClipSkippingDataset,
     check_fingerprint,
+    dataset_entries,
+    processed_dataset,
     run_fingerprint,
     save_fingerprint,
 )
@@ -625,3 +627,93 @@ def test_shipped_accelerate_configs_load_and_shard_by_the_models_layers():
     assert fsdp["fsdp_version"] == 2 and fsdp["fsdp_reshard_after_forward"] is True
     assert fsdp["fsdp_transformer_layer_cls_to_wrap"].split(",") == AVFMAEPreTrainedModel._no_split_modules
     assert configs["deepspeed_zero2"].deepspeed_config["zero_stage"] == 2
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# 5. `datasets` inputs
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def test_a_datasets_dataset_of_paths_becomes_checked_entries(tmp_path, processor_cropped_clip, processor_frame_folder,
+                                                             processor_wav_file):  # fmt: skip
+    import datasets
+
+    features = datasets.Features(
+        {"video": datasets.Value("string"), "audio": datasets.Value("string"),
+         "label": datasets.ClassLabel(names=["calm", "happy", "sad"])}
+    )  # fmt: skip
+    dataset = datasets.Dataset.from_dict(
+        {"video": [processor_cropped_clip, processor_frame_folder], "audio": [None, processor_wav_file],
+         "label": [2, 0]},
+        features=features,
+    )  # fmt: skip
+    assert dataset_entries(dataset, num_labels=3, check_paths=True) == [
+        ListEntry(processor_cropped_clip, None, 2),
+        ListEntry(processor_frame_folder, processor_wav_file, 0),
+    ]
+    names = datasets.Dataset.from_dict({"video": [processor_cropped_clip, "missing.mp4"], "label": ["sad", "angry"]})
+    with pytest.raises(ListFileError) as raised:
+        dataset_entries(names, label2id={"calm": 0, "sad": 1}, check_paths=True, name="train")
+    assert raised.value.problems == [
+        "train[1]: label 'angry' is not a known class name; known names: calm, sad.",
+    ]
+    indices = datasets.Dataset.from_dict({"video": [processor_cropped_clip, "missing.mp4"], "label": [1, 5]})
+    with pytest.raises(ListFileError) as raised:
+        dataset_entries(indices, num_labels=3, check_paths=True, name="train")
+    assert raised.value.problems == [
+        "train[1]: label 5 is out of range for 3 classes (0-2).",
+        "train[1]: video 'missing.mp4' does not exist.",
+    ]
+    with pytest.raises(ValueError, match="has no column 'clip'"):
+        dataset_entries(names, video_column="clip")
+
+
+def test_processed_dataset_decodes_rows_lazily_into_model_inputs(processor_cropped_clip):
+    import datasets
+
+    processor = AVFMAEProcessor.for_model_config(tiny_config())
+    processor.image_processor.do_face_crop = False
+    calls = []
+    processor_call = AVFMAEProcessor.__call__
+
+    def counting_call(self, *args, **kwargs):
+        calls.append(1)
+        return processor_call(self, *args, **kwargs)
+
+    dataset = datasets.Dataset.from_dict({"video": [processor_cropped_clip] * 3, "label": [0, 2, 1]})
+    processed = processed_dataset(dataset, processor)
+    AVFMAEProcessor.__call__ = counting_call
+    try:
+        assert calls == []  # nothing decoded up front
+        item = processed[1]
+        assert len(calls) == 1
+    finally:
+        AVFMAEProcessor.__call__ = processor_call
+    expected = processor(videos=processor_cropped_clip, sampling_mode="uniform", return_tensors="pt")
+    assert torch.equal(item["pixel_values"], expected["pixel_values"][0])
+    assert torch.equal(item["audio_values"], expected["audio_values"][0])
+    assert item["labels"].item() == 2
+    batch = AVFMAEDataCollator()([processed[0], processed[2]])
+    assert batch["pixel_values"].shape[0] == 2 and batch["labels"].tolist() == [0, 1]
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("restore_logging")
+def test_finetuning_reads_the_splits_of_a_saved_dataset(tmp_path, tiny_pretrained, processor_cropped_clip):
+    import datasets
+
+    clips = {"video": [processor_cropped_clip] * 2, "label": ["calm", "sad"]}
+    datasets.DatasetDict(
+        {"train": datasets.Dataset.from_dict(clips), "test": datasets.Dataset.from_dict(clips)}
+    ).save_to_disk(tmp_path / "corpus")
+    output_dir = tmp_path / "out"
+    arguments = [
+        "--model_name_or_path", os.fspath(tiny_pretrained), "--id2label", "calm,happy,sad",
+        "--dataset_name", os.fspath(tmp_path / "corpus"), "--validation_split", "test", "--output_dir",
+        os.fspath(output_dir), "--do_train", "--do_eval", "--max_steps", "1", "--per_device_train_batch_size", "2",
+        "--per_device_eval_batch_size", "2", "--save_strategy", "no", "--use_cpu", "--report_to", "none",
+    ]  # fmt: skip
+    results = load_script("run_finetuning").main(arguments)
+    assert results["epoch"] == 1.0 and 0.0 <= results["eval_war"] <= 1.0
+    with pytest.raises(ValueError, match="has no split 'dev'"):
+        load_script("run_finetuning").main([*arguments, "--validation_split", "dev"])
