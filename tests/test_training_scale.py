@@ -717,3 +717,30 @@ def test_finetuning_reads_the_splits_of_a_saved_dataset(tmp_path, tiny_pretraine
     assert results["epoch"] == 1.0 and 0.0 <= results["eval_war"] <= 1.0
     with pytest.raises(ValueError, match="has no split 'dev'"):
         load_script("run_finetuning").main([*arguments, "--validation_split", "dev"])
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("restore_logging")
+def test_finetuning_skips_an_unreadable_clip_and_stops_above_the_allowed_share(
+    tmp_path, tiny_pretrained, processor_cropped_clip, corrupt_clip
+):
+    train = tmp_path / "train.txt"
+    train.write_text(
+        f"{processor_cropped_clip} 0\n{corrupt_clip} 1\n{processor_cropped_clip} 2\n{processor_cropped_clip} 1\n"
+    )
+    script = load_script("run_finetuning")
+    kept = tmp_path / "kept"
+    results = script.main(
+        finetuning_arguments(tiny_pretrained, train, kept, "--max_steps", "2", "--max_bad_clip_share", "0.25")
+    )
+    assert results["train_bad_clips"] == 1
+    assert [clip["clip"] for clip in json.loads((kept / "bad_clips.json").read_text())["bad_clips"]] == [
+        os.fspath(corrupt_clip)
+    ]
+    stopped = tmp_path / "stopped"
+    with pytest.raises(BadClipsError, match="1 of 4 clips could not be read") as raised:
+        script.main(finetuning_arguments(tiny_pretrained, train, stopped, "--max_steps", "2", "--save_steps", "10",
+                                         "--max_bad_clip_share", "0"))  # fmt: skip
+    (checkpoint,) = stopped.glob("checkpoint-*")  # saved at the step that went over the limit, not at save_steps
+    assert f"saved to {checkpoint}" in str(raised.value) and (checkpoint / "trainer_state.json").is_file()
+    assert not (stopped / "model.safetensors").exists()
