@@ -2,7 +2,7 @@
 """AVF-MAE++ processor: videos (and their audio) in, `pixel_values` and `audio_values` out, in one call."""
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -16,6 +16,7 @@ from .random_avfmae import RandomSource, as_numpy_random
 from .video_decoding_avfmae import VideoSource
 from .video_processing_avfmae import (
     AVFMAEVideoProcessor,
+    FrameSampling,
     ProcessedClip,
     audio_sample_range,
     batch_feature,
@@ -124,6 +125,8 @@ class AVFMAEProcessor(ProcessorMixin):
         align_audio: bool | None = None,
         audio_gain_jitter: bool | None = None,
         audio_gains: Sequence[float] | float | None = None,
+        frame_sampler: "Callable[[int], FrameSampling] | None" = None,
+        frame_transform: "Callable[[list[np.ndarray]], list[np.ndarray]] | None" = None,
         **kwargs,
     ) -> BatchFeature:
         """Process a video or a batch of videos with their audio.
@@ -145,6 +148,8 @@ class AVFMAEProcessor(ProcessorMixin):
             missing_audio (`str`, *optional*), align_audio (`bool`, *optional*): override the instance settings.
             audio_gain_jitter (`bool`, *optional*), audio_gains (*optional*): the official random audio gain (see
                 [`AVFMAEFeatureExtractor`]).
+            frame_sampler, frame_transform (*optional*): hooks of the training augmentations (see
+                [`AVFMAEVideoProcessor.process_source`]); the audio follows the frames `frame_sampler` picks.
         """
         if kwargs:
             logger.warning_once(f"AVFMAEProcessor ignores the arguments {sorted(kwargs)}.")
@@ -182,7 +187,15 @@ class AVFMAEProcessor(ProcessorMixin):
         face_found = []
         for index, video in enumerate(videos):
             clip = self.image_processor.process_video(
-                video, index, sampling_mode, test_segment, generator, do_face_crop, pixel_values[index]
+                video,
+                index,
+                sampling_mode,
+                test_segment,
+                generator,
+                do_face_crop,
+                pixel_values[index],
+                frame_sampler,
+                frame_transform,
             )
             try:
                 waveform = self._clip_waveform(clip, audios[index], rates[index], missing_audio, align_audio)

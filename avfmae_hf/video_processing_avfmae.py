@@ -16,7 +16,7 @@ Frame sampling modes:
 """
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TypedDict
 
@@ -336,8 +336,14 @@ class AVFMAEVideoProcessor(BaseImageProcessor):
         generator: RandomSource = None,
         do_face_crop: bool | None = None,
         out: torch.Tensor | None = None,
+        frame_sampler: "Callable[[int], FrameSampling] | None" = None,
+        frame_transform: "Callable[[list[np.ndarray]], list[np.ndarray]] | None" = None,
     ) -> ProcessedClip:
-        """Sample, face-crop and transform one opened video (into `out` when given, see [`transform_frames`])."""
+        """Sample, face-crop and transform one opened video (into `out` when given, see [`transform_frames`]).
+
+        `frame_sampler` (total frames -> [`FrameSampling`]) replaces the sampling mode, and `frame_transform` gets the
+        sampled (face-cropped) uint8 frames before the resize and normalisation: the hooks of the training
+        augmentations (`augmentation_avfmae`)."""
         item = describe_item(source.index, source.name)
         frame_map = constant_rate_frame_map(source.timestamps)
         if frame_map is not None:
@@ -346,7 +352,10 @@ class AVFMAEVideoProcessor(BaseImageProcessor):
                 f"clip (each showing the frame on screen at that time) before sampling and audio alignment."
             )
         total_frames = len(frame_map) if frame_map is not None else source.num_frames
-        sampling = self.sample(total_frames, sampling_mode, test_segment, generator)
+        if frame_sampler is not None:
+            sampling = frame_sampler(total_frames)
+        else:
+            sampling = self.sample(total_frames, sampling_mode, test_segment, generator)
         frame_indices = frame_map[sampling.indices] if frame_map is not None else sampling.indices
         frames = source.read_frames(frame_indices)
         do_face_crop = self.do_face_crop if do_face_crop is None else do_face_crop
@@ -364,6 +373,8 @@ class AVFMAEVideoProcessor(BaseImageProcessor):
             frames, face_found = result.crops, result.face_found
             if not face_found:
                 logger.warning(f"{item}: no face found in the sampled frames; using the central square of each frame.")
+        if frame_transform is not None:
+            frames = frame_transform(list(frames))
         return ProcessedClip(self.transform_frames(frames, out), sampling, face_found, source)
 
     def process_video(
@@ -375,12 +386,16 @@ class AVFMAEVideoProcessor(BaseImageProcessor):
         generator: RandomSource = None,
         do_face_crop: bool | None = None,
         out: torch.Tensor | None = None,
+        frame_sampler: "Callable[[int], FrameSampling] | None" = None,
+        frame_transform: "Callable[[list[np.ndarray]], list[np.ndarray]] | None" = None,
     ) -> ProcessedClip:
         """Open one video input (see [`open_video`]) and process it; the source stays open for its audio (close
-        it with `clip.source.close()`)."""
+        it with `clip.source.close()`). `frame_sampler`, `frame_transform`: see [`process_source`]."""
         source = open_video(video, index=index, backend=self.video_backend)
         try:
-            return self.process_source(source, sampling_mode, test_segment, generator, do_face_crop, out)
+            return self.process_source(
+                source, sampling_mode, test_segment, generator, do_face_crop, out, frame_sampler, frame_transform
+            )
         except BaseException:
             source.close()
             raise
@@ -393,6 +408,8 @@ class AVFMAEVideoProcessor(BaseImageProcessor):
         generator: RandomSource = None,
         do_face_crop: bool | None = None,
         return_tensors: str | TensorType | None = None,
+        frame_sampler: "Callable[[int], FrameSampling] | None" = None,
+        frame_transform: "Callable[[list[np.ndarray]], list[np.ndarray]] | None" = None,
         **kwargs,
     ) -> BatchFeature:
         """Process one video or a list of videos.
@@ -406,6 +423,8 @@ class AVFMAEVideoProcessor(BaseImageProcessor):
                 serves the whole batch in order.
             do_face_crop (`bool`, *optional*): override `self.do_face_crop`.
             return_tensors (`str`, *optional*): `"pt"` or `"np"`.
+            frame_sampler, frame_transform (*optional*): hooks of the training augmentations (see
+                [`process_source`]).
         """
         if kwargs:
             logger.warning_once(f"AVFMAEVideoProcessor ignores the arguments {sorted(kwargs)}.")
@@ -415,7 +434,15 @@ class AVFMAEVideoProcessor(BaseImageProcessor):
         face_found = []
         for index, video in enumerate(videos):
             clip = self.process_video(
-                video, index, sampling_mode, test_segment, generator, do_face_crop, pixel_values[index]
+                video,
+                index,
+                sampling_mode,
+                test_segment,
+                generator,
+                do_face_crop,
+                pixel_values[index],
+                frame_sampler,
+                frame_transform,
             )
             clip.source.close()
             face_found.append(clip.face_found)

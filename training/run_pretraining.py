@@ -43,6 +43,7 @@ from transformers import HfArgumentParser, TrainingArguments, get_scheduler
 from transformers.utils import CONFIG_NAME, SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME
 
 from avfmae_hf import AVFMAEForPreTraining
+from avfmae_hf.augmentation_avfmae import PretrainingAugmentation
 from avfmae_hf.data_avfmae import (
     BAD_CLIPS_KEY,
     DEFAULT_MAX_BAD_CLIP_SHARE,
@@ -121,6 +122,20 @@ class DataTrainingArguments:
     audio_gain_jitter: bool = field(
         default=True, metadata={"help": "Official random audio gain (Beta(10, 10) + 0.5) on every clip."}
     )
+    multiscale_crop: bool = field(
+        default=True,
+        metadata={
+            "help": "Official multi-scale crop (scales 1/.875/.75/.66 of the short side, 13 fixed offsets, the same "
+            "for every frame) resized to the frame size; --no_multiscale_crop resizes the whole frame."
+        },
+    )
+    random_temporal_start: bool = field(
+        default=True,
+        metadata={
+            "help": "Official temporal sampling: 16 frames at the stride from a uniformly random start; "
+            "--no_random_temporal_start uses the fine-tuning 'train' window."
+        },
+    )
     max_bad_clip_share: float = field(
         default=DEFAULT_MAX_BAD_CLIP_SHARE,
         metadata={
@@ -176,8 +191,11 @@ HONOURED_TRAINING_ARGUMENTS = {
 }  # fmt: skip
 
 
+ARGUMENT_CLASSES = (ModelArguments, DataTrainingArguments, AVFMAETrainingArguments)
+
+
 def build_parser() -> HfArgumentParser:
-    parser = HfArgumentParser((ModelArguments, DataTrainingArguments, AVFMAETrainingArguments))
+    parser = HfArgumentParser(ARGUMENT_CLASSES)
     own = {field.name for field in dataclasses.fields(AVFMAETrainingArguments)} - {
         field.name for field in dataclasses.fields(TrainingArguments)
     }
@@ -259,15 +277,24 @@ def main(args: list[str] | None = None) -> dict:
     # from here on each process draws its own random numbers (drop path, if any)
     set_seed(training_args.seed, device_specific=True)
 
-    # 4. Data: random windows and audio gains are a function of (data seed, epoch, video), masks of
+    # 4. Data: random starts, crops and audio gains are a function of (data seed, epoch, video), masks of
     #    (seed, process, epoch, batch), so a resumed run sees exactly what an uninterrupted one would
     #    Every list problem (syntax, missing files) is reported at once, before the first step; clips that fail to
     #    decode later are skipped and counted (BadClipSkippingDataset, BadClipLog)
     entries = read_list_file(data_args.train_file, check_paths=True)
     if data_args.max_train_samples is not None:
         entries = entries[: data_args.max_train_samples]
+    augmentation = PretrainingAugmentation(
+        multiscale_crop=data_args.multiscale_crop, random_temporal_start=data_args.random_temporal_start
+    )
     train_dataset = BadClipSkippingDataset(
-        AVFMAEPretrainingDataset(entries, processor, seed=data_seed, audio_gain_jitter=data_args.audio_gain_jitter)
+        AVFMAEPretrainingDataset(
+            entries,
+            processor,
+            seed=data_seed,
+            audio_gain_jitter=data_args.audio_gain_jitter,
+            augmentation=augmentation,
+        )
     )
     bad_clip_log = BadClipLog(len(train_dataset), data_args.max_bad_clip_share)
     train_dataloader = torch.utils.data.DataLoader(
