@@ -768,9 +768,9 @@ def save_augmentation_preview(dataset, path, num_clips: int = 4, id2label=None) 
             label = f"{label} {id2label[label]}" if id2label and label in id2label else str(label)
         captions.append(f"#{index}" + ("" if label is None else f" label {label}"))
     processor = getattr(dataset, "processor", None)
-    image_processor = getattr(processor, "image_processor", None)
-    mean = getattr(image_processor, "image_mean", (0.485, 0.456, 0.406))
-    std = getattr(image_processor, "image_std", (0.229, 0.224, 0.225))
+    video_processor = getattr(processor, "video_processor", None)
+    mean = getattr(video_processor, "image_mean", (0.485, 0.456, 0.406))
+    std = getattr(video_processor, "image_std", (0.229, 0.224, 0.225))
     return save_clip_grid(clips, path, captions, mean, std)
 
 

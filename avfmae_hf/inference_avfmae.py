@@ -191,7 +191,7 @@ def run_demo(
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     files = [output_dir / "face_crops.png", output_dir / "spectrogram.png"]
-    video_processor = processor.image_processor
+    video_processor = processor.video_processor
     save_clip_preview(inputs["pixel_values"][0], files[0], video_processor.image_mean, video_processor.image_std)
     save_spectrogram_preview(inputs["audio_values"][0], files[1])
     return DemoResult(prediction=prediction, pretrained=pretrained, size=size, files=files)

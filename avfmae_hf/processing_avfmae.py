@@ -2,24 +2,26 @@
 """AVF-MAE++ processor: videos (and their audio) in, `pixel_values` and `audio_values` out, in one call."""
 
 import os
-from collections.abc import Callable, Sequence
+from typing import Any, Unpack
 
 import numpy as np
 import torch
 from transformers.feature_extraction_utils import BatchFeature
-from transformers.processing_utils import ProcessorMixin
-from transformers.utils import TensorType, logging
+from transformers.processing_utils import AudioKwargs, ProcessingKwargs, ProcessorMixin
+from transformers.utils import logging
 
 from .errors_avfmae import describe_item
 from .feature_extraction_avfmae import AVFMAEFeatureExtractor, draw_audio_gain
-from .random_avfmae import RandomSource, as_numpy_random
+from .random_avfmae import as_numpy_random
 from .video_decoding_avfmae import VideoSource
 from .video_processing_avfmae import (
+    DEFAULT_FRAME_RATE,
     AVFMAEVideoProcessor,
-    FrameSampling,
+    AVFMAEVideoProcessorKwargs,
     ProcessedClip,
     audio_sample_range,
     batch_feature,
+    clip_outputs,
     new_output_tensor,
     split_videos,
 )
@@ -28,9 +30,39 @@ from .video_processing_avfmae import (
 logger = logging.get_logger(__name__)
 
 MISSING_AUDIO_POLICIES = ("error", "silence")
-# Frame rate assumed for frame folders and arrays when silence has to stand in for their audio (the official
-# datasets are 25 fps).
-DEFAULT_FRAME_RATE = 25.0
+# An audio slice may exceed the spectrogram's span by this share before a warning says that the end of the frames'
+# span is not heard (at the official 25 fps a window's slice is 64 / (n - 1) of the track, about the 2.56 s span).
+AUDIO_SPAN_TOLERANCE = 0.1
+
+
+class AVFMAEVideosKwargs(AVFMAEVideoProcessorKwargs, total=False):
+    """The video options of a processor call: every [`AVFMAEVideoProcessor`] option, the `"test"` segment and the
+    hooks of the training augmentations (see [`AVFMAEVideoProcessor.process_source`]; the audio follows the frames
+    `frame_sampler` picks)."""
+
+    test_segment: int
+    frame_sampler: Any
+    frame_transform: Any
+
+
+class AVFMAEAudioKwargs(AudioKwargs, total=False):
+    """The audio options of a processor call (see [`AVFMAEFeatureExtractor`]); `sampling_rate` may be one per video."""
+
+    sampling_rate: int | list[int] | None
+    audio_gain_jitter: bool | None
+    audio_gains: Any
+
+
+class AVFMAEProcessorKwargs(ProcessingKwargs, total=False):
+    """Keyword arguments of [`AVFMAEProcessor.__call__`], in transformers' typed processor-kwargs layout: per modality
+    (`videos_kwargs`, `audio_kwargs`), common (`common_kwargs`: `return_tensors`) or flat (`generator`, shared by
+    the frame sampling and the audio gains). Every modality option may also be passed flat, e.g.
+    `sampling_mode="sliding"`. The processor's own settings (`missing_audio`, `align_audio`) are not call
+    arguments."""
+
+    videos_kwargs: AVFMAEVideosKwargs
+    audio_kwargs: AVFMAEAudioKwargs
+    generator: Any
 
 
 class AVFMAEProcessor(ProcessorMixin):
@@ -41,15 +73,19 @@ class AVFMAEProcessor(ProcessorMixin):
     For every video it samples and processes the frames, then takes the audio (from the video's own audio stream, or
     from `audio`), resamples it to 16 kHz mono and cuts the part that matches the sampled frames exactly as the
     official fine-tuning loader does (architecture.md §11.3: frame `i` of `n` sits at relative time `i / (n - 1)`,
-    whatever the frame rate; the `"train"` mode takes the 64 frames from the first sampled one, the `"test"` mode the
-    segment plus one stride, `"uniform"` the whole clip), then computes the spectrogram. The spectrogram is cut or
-    padded to 256 frames (2.56 s), so in `"uniform"` mode only the first 2.56 s of a longer clip's audio reach the
-    model.
+    whatever the frame rate; every clip's audio runs from its first sampled frame to one stride past its last, or
+    the whole clip in `"uniform"` mode on clips of at most one window), then computes the spectrogram (256 frames,
+    2.56 s). Every sampling mode takes its frames from one window of `num_frames * frame_stride` source frames (see
+    [`~video_processing_avfmae`]), so at 25 fps the spectrogram covers the sampled frames; a slower video's window
+    lasts longer than 2.56 s, and a warning says that the end of its span is not in the spectrogram.
+
+    `sampling_mode="sliding"` returns every window of every video (official geometry, `window_hop` source frames
+    apart, default half a window = 32 frames), stacked, with `window_start` / `window_end` (seconds), `video_index`
+    and `window_padded`; frame folders and arrays are timed at 25 fps.
 
     Args:
-        image_processor ([`AVFMAEVideoProcessor`], *optional*): the video processor (held under the name
-            `image_processor` so that `AutoProcessor` loads it through `AutoImageProcessor`, which works without
-            torchvision; see [`AVFMAEVideoProcessor`]).
+        video_processor ([`AVFMAEVideoProcessor`], *optional*): the video processor (loaded by `AutoProcessor`
+            through `AutoVideoProcessor`).
         feature_extractor ([`AVFMAEFeatureExtractor`], *optional*): the audio feature extractor.
         missing_audio (`str`, defaults to `"error"`): what to do with a video that has no audio stream when no audio
             is given: `"error"` raises [`MissingAudioError`]; `"silence"` uses a silent track of the video's length
@@ -57,10 +93,13 @@ class AVFMAEProcessor(ProcessorMixin):
         align_audio (`bool`, defaults to `True`): cut the audio to the sampled frames' time span; `False` uses the
             whole track (its first 2.56 s reach the model).
 
-    Output of `__call__`: [`BatchFeature`] with `pixel_values` `(batch_size, num_frames, 3, 160, 160)`,
-    `audio_values` `(batch_size, 1, 256, 128)` and, when face cropping ran for at least one video, `face_found`
-    `(batch_size,)` bool (`False` where no face was found and the centre crop was used). `face_found` is not a model
-    input: drop it before `model(**inputs)` if the model does not accept it.
+    Output of `__call__`: [`BatchFeature`] with `pixel_values` `(num_clips, num_frames, 3, 160, 160)`,
+    `audio_values` `(num_clips, 1, 256, 128)` (one clip per video, or one per window in the `"sliding"` mode) and,
+    when face cropping ran for at least one video, `face_found` `(num_clips,)` bool (`False` where no face was found
+    and the centre crop was used). In the `"sliding"` mode also `window_start` and `window_end` `(num_clips,)`
+    float32 seconds, `video_index` `(num_clips,)` int64 (the input each window came from) and `window_padded`
+    `(num_clips,)` bool (the video is shorter than one window, whose last frame was repeated as the official code
+    pads). None of these but `pixel_values` and `audio_values` are model inputs: drop them before `model(**inputs)`.
 
     For throughput, run the processor in `torch.utils.data.DataLoader` workers on whole batches: inside a worker the
     outputs are allocated in shared memory, so they reach the main process without a copy (benchmarks/README.md).
@@ -77,9 +116,11 @@ class AVFMAEProcessor(ProcessorMixin):
     ```
     """
 
+    valid_processor_kwargs = AVFMAEProcessorKwargs
+
     def __init__(
         self,
-        image_processor: AVFMAEVideoProcessor | None = None,
+        video_processor: AVFMAEVideoProcessor | None = None,
         feature_extractor: AVFMAEFeatureExtractor | None = None,
         missing_audio: str = "error",
         align_audio: bool = True,
@@ -90,7 +131,7 @@ class AVFMAEProcessor(ProcessorMixin):
         self.missing_audio = missing_audio
         self.align_audio = align_audio
         super().__init__(
-            image_processor if image_processor is not None else AVFMAEVideoProcessor(),
+            video_processor if video_processor is not None else AVFMAEVideoProcessor(),
             feature_extractor if feature_extractor is not None else AVFMAEFeatureExtractor(),
             **kwargs,
         )
@@ -106,56 +147,58 @@ class AVFMAEProcessor(ProcessorMixin):
             AVFMAEFeatureExtractor(max_length=audio.max_length, num_mel_bins=audio.num_mel_bins),
         )
 
-    @property
-    def video_processor(self) -> AVFMAEVideoProcessor:
-        """The video processor (the same object as `image_processor`)."""
-        return self.image_processor
+    def _check_kwargs(self, kwargs: dict) -> None:
+        """Raise `TypeError` for a call argument that no part of the processor takes."""
+        modalities = ("videos_kwargs", "audio_kwargs", "common_kwargs")
+        valid = set(AVFMAEProcessorKwargs.__annotations__) | {"return_tensors", "common_kwargs"}
+        valid |= set(AVFMAEVideosKwargs.__annotations__) | set(AVFMAEAudioKwargs.__annotations__)
+        unknown = set(kwargs) - valid
+        for modality in modalities:
+            unknown |= {f"{modality}[{key!r}]" for key in kwargs.get(modality, {}) if key not in valid}
+        for modality in ("text_kwargs", "images_kwargs"):  # no text or image inputs
+            unknown |= {f"{modality}[{key!r}]" for key in kwargs.get(modality) or {}}
+        if unknown:
+            raise TypeError(f"AVFMAEProcessor got unknown arguments {sorted(unknown)}.")
 
     def __call__(
-        self,
-        videos: object = None,
-        audio: object = None,
-        sampling_rate: int | Sequence[int] | None = None,
-        return_tensors: str | TensorType | None = None,
-        sampling_mode: str | None = None,
-        test_segment: int = 0,
-        generator: RandomSource = None,
-        do_face_crop: bool | None = None,
-        missing_audio: str | None = None,
-        align_audio: bool | None = None,
-        audio_gain_jitter: bool | None = None,
-        audio_gains: Sequence[float] | float | None = None,
-        frame_sampler: "Callable[[int], FrameSampling] | None" = None,
-        frame_transform: "Callable[[list[np.ndarray]], list[np.ndarray]] | None" = None,
-        **kwargs,
+        self, videos: object = None, audio: object = None, **kwargs: Unpack[AVFMAEProcessorKwargs]
     ) -> BatchFeature:
         """Process a video or a batch of videos with their audio.
 
         Args:
             videos: one video or a list (see [`AVFMAEVideoProcessor.preprocess`]): paths to video files or frame
-                folders, bytes, binary file objects, `(T, H, W[, C])` uint8 arrays/tensors, lists of frames.
+                folders, bytes, binary file objects, `(T, H, W[, C])` or `(T, C, H, W)` arrays/tensors (uint8, or
+                float in [0, 1]), lists of frames.
             audio (*optional*): the audio of each video, in the same order: waveforms (arrays or tensors, mono or
                 several channels), or paths / bytes of audio files. `None` reads each video's own audio stream. With
                 `videos=None`, only `audio_values` are computed (whole waveforms).
-            sampling_rate (`int` or list of `int`, *optional*): sampling rate(s) of waveforms given as arrays.
-            return_tensors (`str`, *optional*): `"pt"` for torch tensors, `"np"` or `None` for numpy arrays.
-            sampling_mode (`str`, *optional*): `"uniform"`, `"train"` or `"test"` (see [`AVFMAEVideoProcessor`]).
-            test_segment (`int`, defaults to 0): segment index in the `"test"` mode.
-            generator (*optional*): randomness of the `"train"` mode and of `audio_gain_jitter`: a
-                `numpy.random.Generator`, a `numpy.random.RandomState` or an `int` seed (seeds a `RandomState`,
-                drawn in the official order: each video's window, then its audio gain).
-            do_face_crop (`bool`, *optional*): override the video processor's setting.
-            missing_audio (`str`, *optional*), align_audio (`bool`, *optional*): override the instance settings.
-            audio_gain_jitter (`bool`, *optional*), audio_gains (*optional*): the official random audio gain (see
-                [`AVFMAEFeatureExtractor`]).
-            frame_sampler, frame_transform (*optional*): hooks of the training augmentations (see
-                [`AVFMAEVideoProcessor.process_source`]); the audio follows the frames `frame_sampler` picks.
+            kwargs ([`AVFMAEProcessorKwargs`]): flat or grouped (`videos_kwargs={...}`, `audio_kwargs={...}`):
+                - video options: any [`AVFMAEVideoProcessor`] option (`sampling_mode`: `"center"`, `"uniform"`,
+                  `"sliding"`, `"train"` or `"test"`; `window_hop`: start-to-start distance of the `"sliding"`
+                  windows in source frames, default half a window = 32, must be positive; `do_face_crop`, `size`,
+                  ...), `test_segment` (segment index in the `"test"` mode, default 0) and the augmentation hooks
+                  `frame_sampler` / `frame_transform` (see [`AVFMAEVideoProcessor.process_source`]);
+                - audio options: `sampling_rate` (`int` or one per video) of waveforms given as arrays,
+                  `audio_gain_jitter` and `audio_gains` (the official random audio gain, see
+                  [`AVFMAEFeatureExtractor`]);
+                - `generator`: randomness of the `"train"` mode and of `audio_gain_jitter`: a
+                  `numpy.random.Generator`, a `numpy.random.RandomState` or an `int` seed (seeds a `RandomState`,
+                  drawn in the official order: each video's window, then its audio gain);
+                - `return_tensors`: `"pt"` for torch tensors, `"np"` or `None` for numpy arrays.
+            An argument that none of these names raises `TypeError`.
         """
-        if kwargs:
-            logger.warning_once(f"AVFMAEProcessor ignores the arguments {sorted(kwargs)}.")
+        self._check_kwargs(kwargs)
         if videos is None and audio is None:
             raise ValueError("Pass `videos`, `audio` or both.")
+        merged = self._merge_kwargs(AVFMAEProcessorKwargs, **kwargs)
+        video_options, audio_options = dict(merged["videos_kwargs"]), dict(merged["audio_kwargs"])
+        return_tensors = video_options.pop("return_tensors", None)
+        return_tensors = audio_options.pop("return_tensors", None) or return_tensors
+        generator = merged.get("generator")
         generator = as_numpy_random(generator) if generator is not None else None
+        sampling_rate = audio_options.pop("sampling_rate", None)
+        audio_gain_jitter = audio_options.pop("audio_gain_jitter", None)
+        audio_gains = audio_options.pop("audio_gains", None)
         if videos is None:
             return self.feature_extractor(
                 audio,
@@ -164,11 +207,13 @@ class AVFMAEProcessor(ProcessorMixin):
                 audio_gain_jitter=audio_gain_jitter,
                 generator=generator,
                 audio_gains=audio_gains,
+                **audio_options,
             )
-        missing_audio = missing_audio or self.missing_audio
-        if missing_audio not in MISSING_AUDIO_POLICIES:
-            raise ValueError(f"Unknown missing_audio {missing_audio!r}; choose one of {MISSING_AUDIO_POLICIES}.")
-        align_audio = self.align_audio if align_audio is None else align_audio
+        self.feature_extractor.check_unsupported(**audio_options)
+        missing_audio, align_audio = self.missing_audio, self.align_audio
+        test_segment = video_options.pop("test_segment", None) or 0
+        hooks = {key: video_options.pop(key, None) for key in ("frame_sampler", "frame_transform")}
+        options = self.video_processor.resolve_options(**video_options)
         videos = split_videos(videos)
         audios = _split_audio(audio, len(videos))
         rates = list(sampling_rate) if isinstance(sampling_rate, (list, tuple)) else [sampling_rate] * len(videos)
@@ -180,49 +225,39 @@ class AVFMAEProcessor(ProcessorMixin):
                 raise ValueError(f"Got {len(audio_gains)} audio gains for {len(videos)} videos.")
         jitter = self.feature_extractor.audio_gain_jitter if audio_gain_jitter is None else audio_gain_jitter
 
-        pixel_values = self.image_processor.allocate(len(videos))
-        audio_values = new_output_tensor(
-            len(videos), 1, self.feature_extractor.max_length, self.feature_extractor.num_mel_bins
-        )
-        face_found = []
+        sliding = options["sampling_mode"] == "sliding"
+        pixel_values = None if sliding else self.video_processor.allocate(len(videos), options)
+        waveforms, clips = [], []
         for index, video in enumerate(videos):
-            clip = self.image_processor.process_video(
-                video,
-                index,
-                sampling_mode,
-                test_segment,
-                generator,
-                do_face_crop,
-                pixel_values[index],
-                frame_sampler,
-                frame_transform,
+            out = None if pixel_values is None else pixel_values[index]
+            video_clips = self.video_processor.process_video(
+                video, index, test_segment, generator, out, options, **hooks
             )
             try:
-                waveform = self._clip_waveform(clip, audios[index], rates[index], missing_audio, align_audio)
+                waveform = self._video_waveform(video_clips[0].source, audios[index], rates[index], missing_audio)
             finally:
-                clip.source.close()
-            if audio_gains is not None:
-                gain = audio_gains[index]
-            else:
-                gain = draw_audio_gain(generator) if jitter else None
-            audio_values[index] = self.feature_extractor.compute_fbank(waveform, gain)
-            face_found.append(clip.face_found)
+                video_clips[0].source.close()
+            gain = audio_gains[index] if audio_gains is not None else draw_audio_gain(generator) if jitter else None
+            for clip in video_clips:
+                waveforms.append((self._clip_waveform(clip, waveform) if align_audio else waveform, gain))
+            clips.extend(video_clips)
 
-        data = {"pixel_values": pixel_values, "audio_values": audio_values}
-        if any(found is not None for found in face_found):
-            data["face_found"] = torch.tensor([found is not False for found in face_found])
-        return batch_feature(data, return_tensors)
+        if pixel_values is None:
+            pixel_values = self.video_processor.stack_clips(clips, options)
+        audio_values = new_output_tensor(
+            len(clips), 1, self.feature_extractor.max_length, self.feature_extractor.num_mel_bins
+        )
+        for row, (waveform, gain) in enumerate(waveforms):
+            audio_values[row] = self.feature_extractor.compute_fbank(waveform, gain)
+        data = clip_outputs(pixel_values, clips, sliding)
+        data["audio_values"] = audio_values
+        outputs = batch_feature(data, return_tensors)
+        return outputs.to(options["device"]) if options["device"] is not None else outputs
 
-    def _clip_waveform(
-        self,
-        clip: ProcessedClip,
-        audio: object,
-        sampling_rate: int | None,
-        missing_audio: str,
-        align_audio: bool,
+    def _video_waveform(
+        self, source: VideoSource, audio: object, sampling_rate: int | None, missing_audio: str
     ) -> torch.Tensor:
-        """The 16 kHz mono waveform that goes with a processed clip."""
-        source = clip.source
+        """The whole 16 kHz mono waveform that goes with a video (given, read from it, or silence)."""
         if audio is None:
             if source.has_audio or missing_audio == "error":
                 audio, sampling_rate = source.read_audio()
@@ -230,20 +265,31 @@ class AVFMAEProcessor(ProcessorMixin):
                 audio, sampling_rate = self._silence(source), self.feature_extractor.sampling_rate
         # Errors name the audio file when the audio comes from one, else the video.
         name = audio if isinstance(audio, (str, os.PathLike)) else source.name
-        waveform = self.feature_extractor.prepare_waveform(audio, sampling_rate, index=source.index, name=name)
-        if not align_audio:
-            return waveform
-        sampling = clip.sampling
+        return self.feature_extractor.prepare_waveform(audio, sampling_rate, index=source.index, name=name)
+
+    def _clip_waveform(self, clip: ProcessedClip, waveform: torch.Tensor) -> torch.Tensor:
+        """The part of a video's waveform that matches a processed clip's frames (official relative rule)."""
+        source, sampling = clip.source, clip.sampling
+        extractor = self.feature_extractor
         start, end = audio_sample_range(
             sampling.audio_start_frame,
             sampling.audio_end_frame,
             sampling.total_frames,
             waveform.shape[0],
-            sampling_rate=self.feature_extractor.sampling_rate,
-            whole_file_seconds=self.feature_extractor.max_length * self.feature_extractor.frame_shift / 1000,
+            sampling_rate=extractor.sampling_rate,
+            whole_file_seconds=extractor.max_length * extractor.frame_shift / 1000,
             index=source.index,
             name=source.name,
         )
+        span_samples = (extractor.max_length - 1) * extractor.frame_shift / 1000 * extractor.sampling_rate
+        span_samples += extractor.min_num_samples
+        if end - start > (1 + AUDIO_SPAN_TOLERANCE) * span_samples:
+            seconds, held = (end - start) / extractor.sampling_rate, span_samples / extractor.sampling_rate
+            logger.warning(
+                f"{describe_item(source.index, source.name)}: the sampled frames span {seconds:.2f} s of audio but "
+                f"the spectrogram holds {held:.2f} s (the video is slower than the model's 25 fps); the end of the "
+                f"frames' span is not heard."
+            )
         return waveform[start:end]
 
     def _silence(self, source: VideoSource) -> np.ndarray:

@@ -47,7 +47,7 @@ class RecordingAugmentation:
 @pytest.fixture(scope="module")
 def tiny_processor():
     processor = AVFMAEProcessor.for_model_config(tiny_config())
-    processor.image_processor.do_face_crop = False
+    processor.video_processor.do_face_crop = False
     return processor
 
 
@@ -96,9 +96,9 @@ def test_pretraining_dataset_takes_frames_from_a_random_start_at_the_stride(proc
     from avfmae_hf.training_avfmae import AVFMAEPretrainingDataset
 
     processor = AVFMAEProcessor()
-    processor.image_processor.do_face_crop = False
-    mean = torch.tensor(processor.image_processor.image_mean).view(1, 3, 1, 1)
-    std = torch.tensor(processor.image_processor.image_std).view(1, 3, 1, 1)
+    processor.video_processor.do_face_crop = False
+    mean = torch.tensor(processor.video_processor.image_mean).view(1, 3, 1, 1)
+    std = torch.tensor(processor.video_processor.image_std).view(1, 3, 1, 1)
     dataset = AVFMAEPretrainingDataset(
         [ListEntry(processor_index_clips["25fps"])],
         processor,
@@ -170,7 +170,7 @@ def tiny_pretrained(tmp_path_factory):
     config = tiny_config()
     AVFMAEForPreTraining(config).save_pretrained(folder)
     processor = AVFMAEProcessor.for_model_config(config)
-    processor.image_processor.do_face_crop = False
+    processor.video_processor.do_face_crop = False
     processor.save_pretrained(folder)
     return folder
 
