@@ -75,17 +75,21 @@ def load_model_config(model_name_or_path: str | os.PathLike) -> AVFMAEConfig:
         raise ModelFolderError(f"{name} is a file; pass the folder that holds config.json and the weights.")
     if not path.exists() and not _looks_like_hub_id(name):
         raise ModelFolderError(f"no such folder: {name}")
+    if path.is_dir() and not (path / "config.json").is_file():
+        raise ModelFolderError(f"{name} is not a model folder: it has no config.json.")
     try:
         config = AutoConfig.from_pretrained(path if path.exists() else name)
     except OSError as error:
         if path.exists():
-            raise ModelFolderError(f"{name} is not a model folder (no readable config.json).") from error
+            raise ModelFolderError(f"{name} is not a model folder (its config.json cannot be read).") from error
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise ModelFolderError(
             f"no such folder: {name} (nor a Hub model that could be loaded under that name: {reason})"
         ) from error
-    except ValueError as error:  # an unknown model_type
-        raise ModelFolderError(f"{name} does not hold an AVF-MAE++ model ({error}).".replace("..", ".")) from error
+    except ValueError as error:  # a model_type transformers does not know
+        raise ModelFolderError(
+            f"{name} does not hold an AVF-MAE++ model: its config.json names no model type transformers knows."
+        ) from error
     if not isinstance(config, AVFMAEConfig):
         raise ModelFolderError(
             f"{name} holds a {config.model_type!r} model, not AVF-MAE++ ({AVFMAEConfig.model_type!r})."
