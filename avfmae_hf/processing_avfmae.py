@@ -15,10 +15,12 @@ from .feature_extraction_avfmae import AVFMAEFeatureExtractor, draw_audio_gain
 from .random_avfmae import RandomSource, as_numpy_random
 from .video_decoding_avfmae import VideoSource
 from .video_processing_avfmae import (
+    DEFAULT_FRAME_RATE,
     AVFMAEVideoProcessor,
     ProcessedClip,
     audio_sample_range,
     batch_feature,
+    clip_outputs,
     new_output_tensor,
     split_videos,
 )
@@ -27,9 +29,9 @@ from .video_processing_avfmae import (
 logger = logging.get_logger(__name__)
 
 MISSING_AUDIO_POLICIES = ("error", "silence")
-# Frame rate assumed for frame folders and arrays when silence has to stand in for their audio (the official
-# datasets are 25 fps).
-DEFAULT_FRAME_RATE = 25.0
+# An audio slice may exceed the spectrogram's span by this share before a warning says that the end of the frames'
+# span is not heard (at the official 25 fps a window's slice is 64 / (n - 1) of the track, about the 2.56 s span).
+AUDIO_SPAN_TOLERANCE = 0.1
 
 
 class AVFMAEProcessor(ProcessorMixin):
@@ -40,10 +42,15 @@ class AVFMAEProcessor(ProcessorMixin):
     For every video it samples and processes the frames, then takes the audio (from the video's own audio stream, or
     from `audio`), resamples it to 16 kHz mono and cuts the part that matches the sampled frames exactly as the
     official fine-tuning loader does (architecture.md §11.3: frame `i` of `n` sits at relative time `i / (n - 1)`,
-    whatever the frame rate; the `"train"` mode takes the 64 frames from the first sampled one, the `"test"` mode the
-    segment plus one stride, `"uniform"` the whole clip), then computes the spectrogram. The spectrogram is cut or
-    padded to 256 frames (2.56 s), so in `"uniform"` mode only the first 2.56 s of a longer clip's audio reach the
-    model.
+    whatever the frame rate; every clip's audio runs from its first sampled frame to one stride past its last, or
+    the whole clip in `"uniform"` mode on clips of at most one window), then computes the spectrogram (256 frames,
+    2.56 s). Every sampling mode takes its frames from one window of `num_frames * frame_stride` source frames (see
+    [`~video_processing_avfmae`]), so at 25 fps the spectrogram covers the sampled frames; a slower video's window
+    lasts longer than 2.56 s, and a warning says that the end of its span is not in the spectrogram.
+
+    `sampling_mode="sliding"` returns every window of every video (official geometry, `window_hop` source frames
+    apart, default half a window = 32 frames), stacked, with `window_start` / `window_end` (seconds), `video_index`
+    and `window_padded`; frame folders and arrays are timed at 25 fps.
 
     Args:
         image_processor ([`AVFMAEVideoProcessor`], *optional*): the video processor (held under the name
@@ -56,10 +63,13 @@ class AVFMAEProcessor(ProcessorMixin):
         align_audio (`bool`, defaults to `True`): cut the audio to the sampled frames' time span; `False` uses the
             whole track (its first 2.56 s reach the model).
 
-    Output of `__call__`: [`BatchFeature`] with `pixel_values` `(batch_size, num_frames, 3, 160, 160)`,
-    `audio_values` `(batch_size, 1, 256, 128)` and, when face cropping ran for at least one video, `face_found`
-    `(batch_size,)` bool (`False` where no face was found and the centre crop was used). `face_found` is not a model
-    input: drop it before `model(**inputs)` if the model does not accept it.
+    Output of `__call__`: [`BatchFeature`] with `pixel_values` `(num_clips, num_frames, 3, 160, 160)`,
+    `audio_values` `(num_clips, 1, 256, 128)` (one clip per video, or one per window in the `"sliding"` mode) and,
+    when face cropping ran for at least one video, `face_found` `(num_clips,)` bool (`False` where no face was found
+    and the centre crop was used). In the `"sliding"` mode also `window_start` and `window_end` `(num_clips,)`
+    float32 seconds, `video_index` `(num_clips,)` int64 (the input each window came from) and `window_padded`
+    `(num_clips,)` bool (the video is shorter than one window, whose last frame was repeated as the official code
+    pads). None of these but `pixel_values` and `audio_values` are model inputs: drop them before `model(**inputs)`.
 
     For throughput, run the processor in `torch.utils.data.DataLoader` workers on whole batches: inside a worker the
     outputs are allocated in shared memory, so they reach the main process without a copy (benchmarks/README.md).
@@ -124,19 +134,24 @@ class AVFMAEProcessor(ProcessorMixin):
         align_audio: bool | None = None,
         audio_gain_jitter: bool | None = None,
         audio_gains: Sequence[float] | float | None = None,
+        window_hop: int | None = None,
         **kwargs,
     ) -> BatchFeature:
         """Process a video or a batch of videos with their audio.
 
         Args:
             videos: one video or a list (see [`AVFMAEVideoProcessor.preprocess`]): paths to video files or frame
-                folders, bytes, binary file objects, `(T, H, W[, C])` uint8 arrays/tensors, lists of frames.
+                folders, bytes, binary file objects, `(T, H, W[, C])` or `(T, C, H, W)` arrays/tensors (uint8, or
+                float in [0, 1]), lists of frames.
             audio (*optional*): the audio of each video, in the same order: waveforms (arrays or tensors, mono or
                 several channels), or paths / bytes of audio files. `None` reads each video's own audio stream. With
                 `videos=None`, only `audio_values` are computed (whole waveforms).
             sampling_rate (`int` or list of `int`, *optional*): sampling rate(s) of waveforms given as arrays.
             return_tensors (`str`, *optional*): `"pt"` for torch tensors, `"np"` or `None` for numpy arrays.
-            sampling_mode (`str`, *optional*): `"uniform"`, `"train"` or `"test"` (see [`AVFMAEVideoProcessor`]).
+            sampling_mode (`str`, *optional*): `"center"`, `"uniform"`, `"sliding"`, `"train"` or `"test"` (see
+                [`AVFMAEVideoProcessor`]).
+            window_hop (`int`, *optional*): start-to-start distance of the `"sliding"` windows in source frames
+                (default half a window, 32 frames); must be positive.
             test_segment (`int`, defaults to 0): segment index in the `"test"` mode.
             generator (*optional*): randomness of the `"train"` mode and of `audio_gain_jitter`: a
                 `numpy.random.Generator`, a `numpy.random.RandomState` or an `int` seed (seeds a `RandomState`,
@@ -175,41 +190,46 @@ class AVFMAEProcessor(ProcessorMixin):
                 raise ValueError(f"Got {len(audio_gains)} audio gains for {len(videos)} videos.")
         jitter = self.feature_extractor.audio_gain_jitter if audio_gain_jitter is None else audio_gain_jitter
 
-        pixel_values = self.image_processor.allocate(len(videos))
-        audio_values = new_output_tensor(
-            len(videos), 1, self.feature_extractor.max_length, self.feature_extractor.num_mel_bins
-        )
-        face_found = []
+        sliding = (sampling_mode or self.image_processor.sampling_mode) == "sliding"
+        pixel_values = None if sliding else self.image_processor.allocate(len(videos))
+        waveforms, clips = [], []
         for index, video in enumerate(videos):
-            clip = self.image_processor.process_video(
-                video, index, sampling_mode, test_segment, generator, do_face_crop, pixel_values[index]
+            video_clips = self.image_processor.process_video(
+                video,
+                index,
+                sampling_mode,
+                test_segment,
+                generator,
+                do_face_crop,
+                None if sliding else pixel_values[index],
+                window_hop,
             )
             try:
-                waveform = self._clip_waveform(clip, audios[index], rates[index], missing_audio, align_audio)
+                waveform = self._video_waveform(video_clips[0].source, audios[index], rates[index], missing_audio)
             finally:
-                clip.source.close()
-            if audio_gains is not None:
-                gain = audio_gains[index]
-            else:
-                gain = draw_audio_gain(generator) if jitter else None
-            audio_values[index] = self.feature_extractor.compute_fbank(waveform, gain)
-            face_found.append(clip.face_found)
+                video_clips[0].source.close()
+            gain = audio_gains[index] if audio_gains is not None else draw_audio_gain(generator) if jitter else None
+            for clip in video_clips:
+                waveforms.append((self._clip_waveform(clip, waveform) if align_audio else waveform, gain))
+            clips.extend(video_clips)
 
-        data = {"pixel_values": pixel_values, "audio_values": audio_values}
-        if any(found is not None for found in face_found):
-            data["face_found"] = torch.tensor([found is not False for found in face_found])
+        if sliding:
+            pixel_values = self.image_processor.allocate(len(clips))
+            for row, clip in enumerate(clips):
+                pixel_values[row].copy_(clip.pixel_values)
+        audio_values = new_output_tensor(
+            len(clips), 1, self.feature_extractor.max_length, self.feature_extractor.num_mel_bins
+        )
+        for row, (waveform, gain) in enumerate(waveforms):
+            audio_values[row] = self.feature_extractor.compute_fbank(waveform, gain)
+        data = clip_outputs(pixel_values, clips, sliding)
+        data["audio_values"] = audio_values
         return batch_feature(data, return_tensors)
 
-    def _clip_waveform(
-        self,
-        clip: ProcessedClip,
-        audio: object,
-        sampling_rate: int | None,
-        missing_audio: str,
-        align_audio: bool,
+    def _video_waveform(
+        self, source: VideoSource, audio: object, sampling_rate: int | None, missing_audio: str
     ) -> torch.Tensor:
-        """The 16 kHz mono waveform that goes with a processed clip."""
-        source = clip.source
+        """The whole 16 kHz mono waveform that goes with a video (given, read from it, or silence)."""
         if audio is None:
             if source.has_audio or missing_audio == "error":
                 audio, sampling_rate = source.read_audio()
@@ -217,20 +237,31 @@ class AVFMAEProcessor(ProcessorMixin):
                 audio, sampling_rate = self._silence(source), self.feature_extractor.sampling_rate
         # Errors name the audio file when the audio comes from one, else the video.
         name = audio if isinstance(audio, (str, os.PathLike)) else source.name
-        waveform = self.feature_extractor.prepare_waveform(audio, sampling_rate, index=source.index, name=name)
-        if not align_audio:
-            return waveform
-        sampling = clip.sampling
+        return self.feature_extractor.prepare_waveform(audio, sampling_rate, index=source.index, name=name)
+
+    def _clip_waveform(self, clip: ProcessedClip, waveform: torch.Tensor) -> torch.Tensor:
+        """The part of a video's waveform that matches a processed clip's frames (official relative rule)."""
+        source, sampling = clip.source, clip.sampling
+        extractor = self.feature_extractor
         start, end = audio_sample_range(
             sampling.audio_start_frame,
             sampling.audio_end_frame,
             sampling.total_frames,
             waveform.shape[0],
-            sampling_rate=self.feature_extractor.sampling_rate,
-            whole_file_seconds=self.feature_extractor.max_length * self.feature_extractor.frame_shift / 1000,
+            sampling_rate=extractor.sampling_rate,
+            whole_file_seconds=extractor.max_length * extractor.frame_shift / 1000,
             index=source.index,
             name=source.name,
         )
+        span_samples = (extractor.max_length - 1) * extractor.frame_shift / 1000 * extractor.sampling_rate
+        span_samples += extractor.min_num_samples
+        if end - start > (1 + AUDIO_SPAN_TOLERANCE) * span_samples:
+            seconds, held = (end - start) / extractor.sampling_rate, span_samples / extractor.sampling_rate
+            logger.warning(
+                f"{describe_item(source.index, source.name)}: the sampled frames span {seconds:.2f} s of audio but "
+                f"the spectrogram holds {held:.2f} s (the video is slower than the model's 25 fps); the end of the "
+                f"frames' span is not heard."
+            )
         return waveform[start:end]
 
     def _silence(self, source: VideoSource) -> np.ndarray:

@@ -4,12 +4,15 @@
 [`VideoSource`] is what the processors see: a frame count, per-frame timestamps, random access to RGB frames and the
 whole audio track. [`open_video`] picks the implementation:
 
-- an encoded video (path, bytes or file object): [`ContainerVideoSource`]. Frames come from decord (the default, as
-  the official code) or PyAV (FFmpeg wheels for every platform; used where decord cannot be imported, e.g. ARM
-  machines). Both return identical frames. Metadata and audio always come from PyAV: decord's audio reader needs
-  its error text parsed to tell "no audio stream" from damage, prints noise at interpreter exit and is slower.
+- an encoded video (path, bytes or file object): [`ContainerVideoSource`]. Frames come from PyAV (the default:
+  FFmpeg wheels for every platform, measured faster, benchmarks/README.md) or, on request, decord (the official
+  code's reader, an optional dependency: `pip install decord`, x86-64 only). Both return identical frames. decord
+  rejects some valid files (it hands back 6-channel frames for some 16/24/48 px wide videos): a file decord cannot
+  read is read with PyAV instead, with a warning. Metadata and audio always come from PyAV: decord's audio reader
+  needs its error text parsed to tell "no audio stream" from damage, prints noise at interpreter exit and is slower.
 - a folder of frame images, sorted lexicographically (the official datasets' format): [`FrameFolderSource`].
-- frames in memory (`(T, H, W, C)` uint8 array or tensor, or a list of frames): [`FrameArraySource`].
+- frames in memory (a `(T, H, W, C)` or `(T, C, H, W)` array or tensor, uint8 or float in [0, 1], or a list of
+  frames): [`FrameArraySource`].
 
 Decoders can hand back wrong data without raising (a short batch, a wrong frame size, timestamps that go backwards,
 an audio track much shorter than declared). Every source checks what it returns and raises the typed errors of
@@ -36,6 +39,7 @@ from .errors_avfmae import (
     MissingAudioError,
     UnusableAudioError,
     ZeroLengthVideoError,
+    describe_item,
 )
 
 
@@ -43,6 +47,9 @@ logger = logging.get_logger(__name__)
 
 VIDEO_BACKENDS = ("decord", "pyav")
 FRAME_IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+CHANNEL_COUNTS = (1, 2, 3, 4)  # grey, grey + alpha, RGB, RGBA
+# Float frames may overshoot [0, 1] by rounding (e.g. after a resize); values further out are not [0, 1] frames.
+FLOAT_RANGE_TOLERANCE = 1e-3
 
 # Tolerances for checking decoded data against the container's own description.
 FRAME_COUNT_TOLERANCE = 0.05  # share of the declared frame count (at least 2 frames)
@@ -81,8 +88,9 @@ def is_decord_available() -> bool:
 
 
 def default_video_backend() -> str:
-    """`"decord"` when it can be imported, else `"pyav"`."""
-    return "decord" if is_decord_available() else "pyav"
+    """`"pyav"`: it reads every valid file, on every platform, and decodes faster than decord here
+    (benchmarks/README.md); `"decord"` is used only when asked for."""
+    return "pyav"
 
 
 class VideoSource:
@@ -154,20 +162,24 @@ def to_rgb_uint8(frame: object, source: VideoSource, what: str) -> np.ndarray:
     """Convert one frame to a contiguous `(height, width, 3)` uint8 array.
 
     Accepts `(H, W)` grey, `(H, W, 1)` grey, `(H, W, 2)` grey + alpha, `(H, W, 3)` RGB and `(H, W, 4)` RGBA arrays
-    or tensors, and PIL images of any mode. Alpha is dropped without compositing, as PIL's `convert("RGB")` (the
-    official frame loader) does. Anything else raises [`InvalidFramesError`].
+    or tensors, and PIL images of any mode. Floating-point frames are taken to be in [0, 1] (what torchvision's
+    `ToTensor` and most float pipelines produce) and become `round(x * 255)`; floats outside [0, 1] raise, as they
+    would be a silent guess. Alpha is dropped without compositing, as PIL's `convert("RGB")` (the official frame
+    loader) does. Anything else raises [`InvalidFramesError`].
     """
     if _is_pil_image(frame):
         frame = np.asarray(frame.convert("RGB"))
     if isinstance(frame, torch.Tensor):
-        frame = frame.detach().cpu().numpy()
+        frame = frame.detach().cpu()
+        frame = (frame.float() if frame.is_floating_point() else frame).numpy()
     if not isinstance(frame, np.ndarray):
         raise source.error(InvalidFramesError, f"{what} is a {type(frame).__name__}, not an image array.")
+    if np.issubdtype(frame.dtype, np.floating):
+        frame = float_frames_to_uint8(frame, source, what)
     if frame.dtype != np.uint8:
         raise source.error(
             InvalidFramesError,
-            f"{what} has dtype {frame.dtype}; frames must be uint8 in [0, 255] (convert floats with "
-            f"`(frames * 255).round().astype(np.uint8)` if they are in [0, 1]).",
+            f"{what} has dtype {frame.dtype}; frames must be uint8 in [0, 255] or floating point in [0, 1].",
         )
     if frame.ndim == 2:
         frame = frame[:, :, None]
@@ -187,24 +199,71 @@ def to_rgb_uint8(frame: object, source: VideoSource, what: str) -> np.ndarray:
     return np.ascontiguousarray(frame)
 
 
+def float_frames_to_uint8(frames: np.ndarray, source: VideoSource, what: str) -> np.ndarray:
+    """`round(frames * 255)` as uint8 for floating-point frames in [0, 1]; other values raise
+    [`InvalidFramesError`]."""
+    if frames.size and not np.all(np.isfinite(frames)):
+        raise source.error(InvalidFramesError, f"{what} holds NaN or infinite values.")
+    low, high = (float(frames.min()), float(frames.max())) if frames.size else (0.0, 1.0)
+    if low < -FLOAT_RANGE_TOLERANCE or high > 1.0 + FLOAT_RANGE_TOLERANCE:
+        raise source.error(
+            InvalidFramesError,
+            f"{what} is floating point with values in [{low:g}, {high:g}]; float frames must be in [0, 1] (pass uint8 "
+            f"frames for values in [0, 255]).",
+        )
+    return np.clip(np.rint(frames * 255.0), 0, 255).astype(np.uint8)
+
+
+def channel_axis_of_video(shape: tuple, source: VideoSource) -> int:
+    """The channel axis of a `(T, H, W, C)` or `(T, C, H, W)` video of this shape: 3 or 1.
+
+    A channel axis holds 1 (grey), 2 (grey + alpha), 3 (RGB) or 4 (RGBA) values. When both candidate axes could
+    (e.g. `(T, 3, 4, 3)`), channels last is assumed, the layout of decord, PyAV and numpy image arrays, and the
+    choice is logged; when neither can, [`InvalidFramesError`] is raised.
+    """
+    last, second = shape[3] in CHANNEL_COUNTS, shape[1] in CHANNEL_COUNTS
+    if last and second:
+        logger.warning(
+            f"{describe_item(source.index, source.name)}: a video of shape {tuple(shape)} could be (T, H, W, C) "
+            f"or (T, C, H, W); assuming (T, H, W, C) (channels last). Transpose it to (T, H, W, C) to be sure."
+        )
+    if last:
+        return 3
+    if second:
+        return 1
+    raise source.error(
+        InvalidFramesError,
+        f"a video array of shape {tuple(shape)} has no channel axis: expected (frames, height, width, channels) or "
+        f"(frames, channels, height, width) with 1, 2, 3 or 4 channels.",
+    )
+
+
 def _is_pil_image(value: object) -> bool:
     return type(value).__module__.startswith("PIL.") and hasattr(value, "convert")
 
 
 class FrameArraySource(VideoSource):
-    """Frames held in memory: a `(T, H, W, C)` / `(T, H, W)` array or tensor, or a list of frames (arrays, tensors or
-    PIL images; sizes may differ between frames)."""
+    """Frames held in memory: a `(T, H, W, C)`, `(T, C, H, W)` or `(T, H, W)` array or tensor (uint8, or float in
+    [0, 1]), or a list of frames (arrays, tensors or PIL images, channels last; sizes may differ between frames).
+
+    The layout of a 4-D video is told by which axis holds 1 to 4 channels (see [`channel_axis_of_video`]): the
+    `(T, C, H, W)` tensors of torchvision and torchcodec decoders work as they come.
+    """
 
     def __init__(self, frames: object, index: int | None = None, name: object = None):
         super().__init__(index, name if name is not None else "frames")
         if isinstance(frames, torch.Tensor):
-            frames = frames.detach().cpu().numpy()
+            frames = frames.detach().cpu()
+            frames = (frames.float() if frames.is_floating_point() else frames).numpy()
         if isinstance(frames, np.ndarray):
             if frames.ndim not in (3, 4):
                 raise self.error(
                     InvalidFramesError,
-                    f"a frame array must have shape (frames, height, width[, channels]), got {tuple(frames.shape)}.",
+                    f"a frame array must have shape (frames, height, width[, channels]) or (frames, channels, height, "
+                    f"width), got {tuple(frames.shape)}.",
                 )
+            if frames.ndim == 4 and channel_axis_of_video(frames.shape, self) == 1:
+                frames = frames.transpose(0, 2, 3, 1)
             frames = list(frames)
         self.frames = list(frames)
         self.num_frames = len(self.frames)
@@ -251,13 +310,14 @@ class ContainerVideoSource(VideoSource):
     """An encoded video (mp4, mkv, avi, webm, ...) from a path, bytes or a file object.
 
     PyAV reads the container's description (streams, declared frame count, rate, durations) and the audio; the
-    frames come from decord or PyAV. With PyAV, one demuxing pass keeps the compressed packets of both streams in
+    frames come from PyAV or decord. With PyAV, one demuxing pass keeps the compressed packets of both streams in
     memory and both are decoded from them (seeking back could lose the audio decoder's priming packet, which shifts
-    the first AAC samples).
+    the first AAC samples). When decord cannot open a file or decode its frames (it fails on some valid narrow
+    videos), PyAV reads it instead, with a warning; a file PyAV cannot read either gets PyAV's typed error.
 
     Args:
         data (`str`, `os.PathLike` or `bytes`): the file path or its content.
-        backend (`str`, *optional*): `"decord"` or `"pyav"` for the frames; defaults to decord when importable.
+        backend (`str`, *optional*): `"pyav"` (default) or `"decord"` for the frames.
         index, name: batch position and printable name for error messages.
         num_threads (`int`, defaults to 1): decoding threads per video (processors usually run in parallel workers).
     """
@@ -277,7 +337,10 @@ class ContainerVideoSource(VideoSource):
         if backend not in VIDEO_BACKENDS:
             raise ValueError(f"Unknown video backend {backend!r}; choose one of {VIDEO_BACKENDS}.")
         if backend == "decord" and not is_decord_available():
-            raise ImportError("The decord backend was requested but decord cannot be imported; use backend='pyav'.")
+            raise ImportError(
+                "The decord backend was requested but decord cannot be imported: `pip install decord` (x86-64 only), "
+                "or use backend='pyav' (the default)."
+            )
         self.backend = backend
         self.data = data
         self.num_threads = num_threads
@@ -327,7 +390,12 @@ class ContainerVideoSource(VideoSource):
 
     def _read_timestamps(self) -> None:
         if self.backend == "decord":
-            self._read_timestamps_decord()
+            try:
+                self._read_timestamps_decord()
+            except ZeroLengthVideoError:
+                raise
+            except CorruptVideoError:
+                self._fall_back_to_pyav("cannot open the video stream")
         else:
             self._demux()
         num_frames = len(self.timestamps)
@@ -365,6 +433,16 @@ class ContainerVideoSource(VideoSource):
             ) from error
         self._decord_reader = reader
         self.timestamps = np.asarray(timestamps, dtype=np.float64)
+
+    def _fall_back_to_pyav(self, problem: str) -> None:
+        """Read the frames with PyAV from now on, because decord failed on this file."""
+        logger.warning(
+            f"{describe_item(self.index, self.name)}: decord {problem}; reading the file with PyAV instead."
+        )
+        self.backend = "pyav"
+        self._decord_reader = None
+        self._open_container()
+        self._demux()
 
     def _count_video_packets(self) -> int:
         av = import_av()
@@ -405,16 +483,22 @@ class ContainerVideoSource(VideoSource):
         if self.backend == "decord":
             try:
                 batch = self._decord_reader.get_batch(indices.tolist()).asnumpy()
+                problem = (
+                    None if batch.ndim == 4 and batch.shape[-1] == 3 else f"returned frames of shape {batch.shape}"
+                )
             except Exception as error:  # decord raises its own DECORDError, RuntimeError or IndexError
-                raise self.error(
-                    CorruptVideoError, "decord cannot decode the requested frames; the file is damaged or truncated."
-                ) from error
-            if batch.ndim != 4:
+                problem = f"cannot decode the frames ({type(error).__name__})"
+            if problem is None:
+                return list(batch)
+            num_frames = self.num_frames
+            self._fall_back_to_pyav(problem)
+            if len(self.timestamps) != num_frames:
                 raise self.error(
                     DecodedDataMismatchError,
-                    f"decord returned a frame batch of shape {batch.shape}, not (frames, height, width, 3).",
+                    f"decord found {num_frames} frames but PyAV finds {len(self.timestamps)}; the file is probably "
+                    f"damaged.",
                 )
-            return list(batch)
+            self.timestamps = self.timestamps - self.timestamps[0]
         return self._read_frames_pyav(indices)
 
     def _read_frames_pyav(self, indices: np.ndarray) -> list[np.ndarray]:
@@ -627,9 +711,10 @@ def open_video(
 
     Args:
         source: a path to a video file or to a folder of frame images; the bytes of a video file; a binary file
-            object; a `(T, H, W[, C])` uint8 array or tensor; or a list of frames (arrays, tensors, PIL images).
+            object; a `(T, H, W[, C])` or `(T, C, H, W)` array or tensor (uint8, or float in [0, 1]); or a list of
+            frames (arrays, tensors, PIL images).
         index (`int`, *optional*): batch position, used in error messages.
-        backend (`str`, *optional*): `"decord"` or `"pyav"` for encoded videos (default: decord when importable).
+        backend (`str`, *optional*): `"pyav"` (default) or `"decord"` for encoded videos.
         num_threads (`int`, defaults to 1): decoding threads per video.
     """
     if isinstance(source, (str, os.PathLike)):
@@ -662,8 +747,10 @@ __all__ = [
     "FrameFolderSource",
     "VIDEO_BACKENDS",
     "VideoSource",
+    "channel_axis_of_video",
     "check_path",
     "default_video_backend",
+    "float_frames_to_uint8",
     "import_av",
     "import_decord",
     "import_pil_image",

@@ -6,13 +6,27 @@ rate, sample `num_frames` frame indices, optionally crop and align the face (`fa
 frame to 160x160 with PIL's bilinear filter (aspect ratio not kept, exactly as the official evaluation), scale to
 [0, 1] and normalise with the ImageNet mean and std.
 
-Frame sampling modes:
-- `"uniform"` (default): `num_frames` indices spread evenly over the whole clip (first and last frame included); the
-  matching audio is the whole track. Deterministic, the natural choice for inference on short clips.
+Frame sampling modes. The model sees a window of `num_frames * frame_stride` source frames (official geometry: 16
+frames, stride 4, 64 frames = 2.56 s at the official 25 fps), and its spectrogram holds 2.56 s of audio: every mode
+takes frames from one such window, and the audio of the window's time span (the official rule: from the first
+sampled frame to one stride past the last, architecture.md §11.3).
+
+- `"center"` (default): the centred window, frames `start, start + stride, ...`; a clip shorter than one window is
+  read at the stride from its start and padded with its last strided frame (as the official test segments are).
+  Deterministic: one clip per video for inference.
+- `"uniform"`: for clips of at most one window, `num_frames` indices spread evenly over the whole clip (first and
+  last frame included, no padding: for very short clips); a longer clip takes the centred window as `"center"` does
+  (a warning says so), since frames spread further would have no audio in the spectrogram.
+- `"sliding"`: every window of the clip, starting every `window_hop` source frames (default half a window, 32), plus
+  one window ending at the last frame when the hop does not land there; a clip shorter than one window gives one
+  padded window, as in `"center"`. The processors return all windows of all videos stacked, with their time spans.
 - `"train"`: the official fine-tuning train/validation sampling: a random window of `num_frames * frame_stride`
   frames, `num_frames` indices spread over it; shorter clips are read at the stride and padded with their last frame.
 - `"test"`: the official test segments: every `frame_stride`-th frame (padded with the last one to at least
   `num_frames`), segment `k` of `num_test_segments` starts at `k * (n_indices - num_frames) / (num_test_segments - 1)`.
+
+Frame folders and frame arrays carry no frame rate: their window times are computed at 25 fps (`DEFAULT_FRAME_RATE`,
+the official datasets' rate).
 """
 
 import math
@@ -33,7 +47,9 @@ from .video_decoding_avfmae import VideoSource, import_pil_image, open_video
 
 logger = logging.get_logger(__name__)
 
-SAMPLING_MODES = ("uniform", "train", "test")
+SAMPLING_MODES = ("center", "uniform", "sliding", "train", "test")
+# Frame rate assumed for frame folders and arrays, which carry none (the official datasets are 25 fps).
+DEFAULT_FRAME_RATE = 25.0
 FACE_ALIGNMENTS = ("landmarks", "box")
 IMAGENET_DEFAULT_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_DEFAULT_STD = (0.229, 0.224, 0.225)
@@ -47,12 +63,15 @@ class FrameSampling:
         indices (`np.ndarray` of shape `(num_frames,)`): sampled frame indices, int64.
         audio_start_frame (`int`), audio_end_frame (`int`): first and last frame of the audio span (official rule).
         total_frames (`int`): frames in the (constant-rate) video.
+        padded (`bool`): the clip is shorter than the window and its last frame was repeated to fill it (official
+            padding); `False` when the window lies inside the clip or (`"uniform"`) the frames are spread over it.
     """
 
     indices: np.ndarray
     audio_start_frame: int
     audio_end_frame: int
     total_frames: int
+    padded: bool = False
 
 
 def _random_integer(generator: RandomSource, low: int, high: int) -> int:
@@ -65,14 +84,15 @@ def _random_integer(generator: RandomSource, low: int, high: int) -> int:
 
 def sample_frame_indices(
     total_frames: int,
-    mode: str = "uniform",
+    mode: str = "center",
     num_frames: int = 16,
     frame_stride: int = 4,
     test_segment: int = 0,
     num_test_segments: int = 2,
     generator: RandomSource = None,
 ) -> FrameSampling:
-    """Sample frame indices of a clip with `total_frames` frames (see the module docstring for the modes).
+    """Sample the frame indices of one clip of a video with `total_frames` frames (see the module docstring for the
+    modes; `"sliding"` gives several clips: [`sliding_window_samplings`]).
 
     `generator` drives the `"train"` mode: a `numpy.random.Generator`, a `numpy.random.RandomState` (the official code
     draws from numpy's global `RandomState`), an `int` seed (seeds a `RandomState`) or `None` (fresh entropy).
@@ -81,32 +101,79 @@ def sample_frame_indices(
         raise ValueError(f"A clip needs at least one frame, got {total_frames}.")
     if mode not in SAMPLING_MODES:
         raise ValueError(f"Unknown sampling mode {mode!r}; choose one of {SAMPLING_MODES}.")
+    if mode == "sliding":
+        raise ValueError("The 'sliding' mode gives several clips per video; use `sliding_window_samplings`.")
     window = num_frames * frame_stride
-    if mode == "uniform":
+    if mode == "uniform" and total_frames <= window:
         indices = np.floor(np.linspace(0, total_frames - 1, num_frames) + 0.5).astype(np.int64)
         return FrameSampling(indices, 0, total_frames - 1, total_frames)
+    if mode in ("center", "uniform"):
+        if mode == "uniform":
+            logger.warning_once(
+                f"sampling_mode='uniform' spreads frames over clips of at most {window} frames; longer clips take "
+                f"their centred window of {window} frames (as 'center'), so that the audio covers the frames."
+            )
+        return strided_window(max((total_frames - window) // 2, 0), total_frames, num_frames, frame_stride)
     if mode == "train":
         if total_frames <= window:
             # Official short-clip rule: indices at about the stride, then the last frame repeated.
             spread = np.linspace(0, total_frames, num=total_frames // frame_stride)
             padding = np.full(num_frames - total_frames // frame_stride, float(total_frames))
             indices = np.clip(np.concatenate([spread, padding]), 0, total_frames - 1).astype(np.int64)
+            padded = total_frames // frame_stride < num_frames
         else:
             end = _random_integer(generator, window, total_frames)
             start = end - window
             indices = np.clip(np.linspace(start, end, num=num_frames), start, end - 1).astype(np.int64)
+            padded = False
         first = int(indices[0])
-        return FrameSampling(indices, first, min(first + window, total_frames - 1), total_frames)
+        return FrameSampling(indices, first, min(first + window, total_frames - 1), total_frames, padded)
     # mode == "test"
     if not 0 <= test_segment < num_test_segments:
         raise ValueError(f"test_segment must be in [0, {num_test_segments}), got {test_segment}.")
     strided = list(range(0, total_frames, frame_stride))
+    padded = len(strided) < num_frames
     strided += [strided[-1]] * max(num_frames - len(strided), 0)
     step = (len(strided) - num_frames) / (num_test_segments - 1) if num_test_segments > 1 else 0.0
     start = int(test_segment * max(step, 0.0))
     indices = np.asarray(strided[start : start + num_frames], dtype=np.int64)
     last = strided[min(start + num_frames - 1, len(strided) - 1)]
-    return FrameSampling(indices, strided[start], min(last + frame_stride, total_frames - 1), total_frames)
+    return FrameSampling(indices, strided[start], min(last + frame_stride, total_frames - 1), total_frames, padded)
+
+
+def strided_window(start: int, total_frames: int, num_frames: int = 16, frame_stride: int = 4) -> FrameSampling:
+    """The window of `num_frames` frames every `frame_stride` from `start`; frames past the clip's end are its last
+    strided frame repeated (the official test padding). The audio spans the first frame to one stride past the last
+    (at most the clip's last frame)."""
+    strides_left = (total_frames - 1 - start) // frame_stride
+    indices = start + frame_stride * np.minimum(np.arange(num_frames), strides_left).astype(np.int64)
+    last = int(indices[-1])
+    return FrameSampling(
+        indices, start, min(last + frame_stride, total_frames - 1), total_frames, strides_left < num_frames - 1
+    )
+
+
+def default_window_hop(num_frames: int = 16, frame_stride: int = 4) -> int:
+    """Half a window in source frames (32 for the official geometry)."""
+    return max(num_frames * frame_stride // 2, 1)
+
+
+def sliding_window_samplings(
+    total_frames: int, num_frames: int = 16, frame_stride: int = 4, window_hop: int | None = None
+) -> list[FrameSampling]:
+    """Every window of a clip (the `"sliding"` mode): windows of `num_frames * frame_stride` frames starting every
+    `window_hop` source frames (default [`default_window_hop`]), plus one ending at the clip's last frame when the
+    hop does not land there. A clip of at most one window gives one window from frame 0 (padded when shorter)."""
+    if total_frames < 1:
+        raise ValueError(f"A clip needs at least one frame, got {total_frames}.")
+    window_hop = default_window_hop(num_frames, frame_stride) if window_hop is None else window_hop
+    if isinstance(window_hop, bool) or not isinstance(window_hop, (int, np.integer)) or window_hop <= 0:
+        raise ValueError(f"window_hop must be a positive number of source frames, got {window_hop!r}.")
+    window = num_frames * frame_stride
+    starts = list(range(0, max(total_frames - window, 0) + 1, int(window_hop)))
+    if starts[-1] < total_frames - window:
+        starts.append(total_frames - window)
+    return [strided_window(start, total_frames, num_frames, frame_stride) for start in starts]
 
 
 def audio_sample_range(
@@ -165,6 +232,7 @@ class AVFMAEVideoProcessorKwargs(TypedDict, total=False):
     num_frames: int
     frame_stride: int
     sampling_mode: str
+    window_hop: int | None
     num_test_segments: int
     size: dict
     image_mean: list
@@ -179,13 +247,26 @@ class AVFMAEVideoProcessorKwargs(TypedDict, total=False):
 
 @dataclass
 class ProcessedClip:
-    """One processed video: `pixel_values` `(num_frames, 3, height, width)`, its [`FrameSampling`], whether a face
-    was found (`None` when face cropping was off) and the opened source (for its audio)."""
+    """One processed clip: `pixel_values` `(num_frames, 3, height, width)`, its [`FrameSampling`], whether a face
+    was found (`None` when face cropping was off), the opened source (for its audio) and the clip's time span in
+    seconds (`window_start` at its first frame, `window_end` one window later, at most the video's end)."""
 
     pixel_values: torch.Tensor
     sampling: FrameSampling
     face_found: bool | None
     source: VideoSource
+    window_start: float = 0.0
+    window_end: float = 0.0
+
+
+def frame_rate_of(source: VideoSource) -> float:
+    """Frames per second of a source's constant-rate timeline: from its timestamps when it has them (also right for
+    variable-rate videos put on a constant rate), else its declared rate, else `DEFAULT_FRAME_RATE` (frame folders
+    and arrays)."""
+    timestamps = source.timestamps
+    if timestamps is not None and len(timestamps) > 1 and timestamps[-1] > timestamps[0]:
+        return (len(timestamps) - 1) / float(timestamps[-1] - timestamps[0])
+    return float(source.fps or DEFAULT_FRAME_RATE)
 
 
 class AVFMAEVideoProcessor(BaseImageProcessor):
@@ -201,7 +282,10 @@ class AVFMAEVideoProcessor(BaseImageProcessor):
         num_frames (`int`, defaults to 16): frames per clip.
         frame_stride (`int`, defaults to 4): distance between sampled frames in the `"train"` and `"test"` modes (the
             official `sampling_rate`).
-        sampling_mode (`str`, defaults to `"uniform"`): `"uniform"`, `"train"` or `"test"` (module docstring).
+        sampling_mode (`str`, defaults to `"center"`): `"center"`, `"uniform"`, `"sliding"`, `"train"` or `"test"`
+            (module docstring).
+        window_hop (`int`, *optional*): start-to-start distance of the `"sliding"` windows in source frames; default
+            half a window (32 frames for the official geometry).
         num_test_segments (`int`, defaults to 2): segments per video in the `"test"` mode (official: 2).
         size (`dict[str, int]`, defaults to `{"height": 160, "width": 160}`): output frame size; every frame is
             resized to it with PIL's bilinear filter, without keeping the aspect ratio.
@@ -217,7 +301,8 @@ class AVFMAEVideoProcessor(BaseImageProcessor):
         face_crop_size (`int`, defaults to 256): side of the aligned face crop before the resize (OpenFace's
             `-simsize 256` in the official data preparation).
         smooth_face_track (`bool`, defaults to `True`): follow one face and smooth its crop over time.
-        video_backend (`str`, *optional*): `"decord"` or `"pyav"` for encoded videos; default decord when importable.
+        video_backend (`str`, *optional*): `"pyav"` (default) or `"decord"` (optional dependency) for encoded videos;
+            a file decord cannot read is read with PyAV (with a warning).
 
     Output of `__call__`: [`BatchFeature`] with `pixel_values` `(batch_size, num_frames, 3, height, width)` float32
     and, when face cropping ran for at least one video, `face_found` `(batch_size,)` bool: `False` where no face was
@@ -232,7 +317,8 @@ class AVFMAEVideoProcessor(BaseImageProcessor):
         self,
         num_frames: int = 16,
         frame_stride: int = 4,
-        sampling_mode: str = "uniform",
+        sampling_mode: str = "center",
+        window_hop: int | None = None,
         num_test_segments: int = 2,
         size: dict | None = None,
         image_mean: Sequence[float] = IMAGENET_DEFAULT_MEAN,
@@ -254,6 +340,7 @@ class AVFMAEVideoProcessor(BaseImageProcessor):
         self.num_frames = num_frames
         self.frame_stride = frame_stride
         self.sampling_mode = sampling_mode
+        self.window_hop = window_hop
         self.num_test_segments = num_test_segments
         self.size = dict(size) if size is not None else {"height": 160, "width": 160}
         self.image_mean = list(image_mean)
@@ -317,16 +404,24 @@ class AVFMAEVideoProcessor(BaseImageProcessor):
         sampling_mode: str | None = None,
         test_segment: int = 0,
         generator: RandomSource = None,
-    ) -> FrameSampling:
-        return sample_frame_indices(
-            total_frames,
-            mode=sampling_mode or self.sampling_mode,
-            num_frames=self.num_frames,
-            frame_stride=self.frame_stride,
-            test_segment=test_segment,
-            num_test_segments=self.num_test_segments,
-            generator=generator,
-        )
+        window_hop: int | None = None,
+    ) -> list[FrameSampling]:
+        """The clips to take from a video of `total_frames` frames: one, or every window in the `"sliding"` mode."""
+        sampling_mode = sampling_mode or self.sampling_mode
+        if sampling_mode == "sliding":
+            window_hop = self.window_hop if window_hop is None else window_hop
+            return sliding_window_samplings(total_frames, self.num_frames, self.frame_stride, window_hop)
+        return [
+            sample_frame_indices(
+                total_frames,
+                mode=sampling_mode,
+                num_frames=self.num_frames,
+                frame_stride=self.frame_stride,
+                test_segment=test_segment,
+                num_test_segments=self.num_test_segments,
+                generator=generator,
+            )
+        ]
 
     def process_source(
         self,
@@ -336,8 +431,11 @@ class AVFMAEVideoProcessor(BaseImageProcessor):
         generator: RandomSource = None,
         do_face_crop: bool | None = None,
         out: torch.Tensor | None = None,
-    ) -> ProcessedClip:
-        """Sample, face-crop and transform one opened video (into `out` when given, see [`transform_frames`])."""
+        window_hop: int | None = None,
+    ) -> list[ProcessedClip]:
+        """Sample, face-crop and transform the clips of one opened video (one clip, or every window in the
+        `"sliding"` mode); with `out` (a tensor of shape `(num_frames, 3, height, width)`), a single clip is written
+        into it (see [`transform_frames`])."""
         item = describe_item(source.index, source.name)
         frame_map = constant_rate_frame_map(source.timestamps)
         if frame_map is not None:
@@ -346,25 +444,44 @@ class AVFMAEVideoProcessor(BaseImageProcessor):
                 f"clip (each showing the frame on screen at that time) before sampling and audio alignment."
             )
         total_frames = len(frame_map) if frame_map is not None else source.num_frames
-        sampling = self.sample(total_frames, sampling_mode, test_segment, generator)
-        frame_indices = frame_map[sampling.indices] if frame_map is not None else sampling.indices
-        frames = source.read_frames(frame_indices)
+        samplings = self.sample(total_frames, sampling_mode, test_segment, generator, window_hop)
+        if out is not None and len(samplings) != 1:
+            raise ValueError("`out` takes one clip; the 'sliding' mode gives one per window.")
         do_face_crop = self.do_face_crop if do_face_crop is None else do_face_crop
         if do_face_crop is None:
             do_face_crop = source.is_encoded
-        face_found = None
-        if do_face_crop:
-            result = crop_faces(
-                frames,
-                self.get_face_detector(),
-                size=self.face_crop_size,
-                use_landmarks=self.face_alignment == "landmarks",
-                smooth=self.smooth_face_track,
+        fps = frame_rate_of(source)
+        window = self.num_frames * self.frame_stride
+        clips = []
+        for sampling in samplings:
+            frame_indices = frame_map[sampling.indices] if frame_map is not None else sampling.indices
+            frames = source.read_frames(frame_indices)
+            face_found = None
+            if do_face_crop:
+                result = crop_faces(
+                    frames,
+                    self.get_face_detector(),
+                    size=self.face_crop_size,
+                    use_landmarks=self.face_alignment == "landmarks",
+                    smooth=self.smooth_face_track,
+                )
+                frames, face_found = result.crops, result.face_found
+                if not face_found:
+                    logger.warning(
+                        f"{item}: no face found in the sampled frames; using the central square of each frame."
+                    )
+            start = int(sampling.indices[0])
+            clips.append(
+                ProcessedClip(
+                    self.transform_frames(frames, out),
+                    sampling,
+                    face_found,
+                    source,
+                    window_start=start / fps,
+                    window_end=min(start + window, total_frames) / fps,
+                )
             )
-            frames, face_found = result.crops, result.face_found
-            if not face_found:
-                logger.warning(f"{item}: no face found in the sampled frames; using the central square of each frame.")
-        return ProcessedClip(self.transform_frames(frames, out), sampling, face_found, source)
+        return clips
 
     def process_video(
         self,
@@ -375,12 +492,13 @@ class AVFMAEVideoProcessor(BaseImageProcessor):
         generator: RandomSource = None,
         do_face_crop: bool | None = None,
         out: torch.Tensor | None = None,
-    ) -> ProcessedClip:
-        """Open one video input (see [`open_video`]) and process it; the source stays open for its audio (close
-        it with `clip.source.close()`)."""
+        window_hop: int | None = None,
+    ) -> list[ProcessedClip]:
+        """Open one video input (see [`open_video`]) and process its clips (see [`process_source`]); the source stays
+        open for its audio (close it with `clips[0].source.close()`)."""
         source = open_video(video, index=index, backend=self.video_backend)
         try:
-            return self.process_source(source, sampling_mode, test_segment, generator, do_face_crop, out)
+            return self.process_source(source, sampling_mode, test_segment, generator, do_face_crop, out, window_hop)
         except BaseException:
             source.close()
             raise
@@ -392,6 +510,7 @@ class AVFMAEVideoProcessor(BaseImageProcessor):
         test_segment: int = 0,
         generator: RandomSource = None,
         do_face_crop: bool | None = None,
+        window_hop: int | None = None,
         return_tensors: str | TensorType | None = None,
         **kwargs,
     ) -> BatchFeature:
@@ -399,33 +518,59 @@ class AVFMAEVideoProcessor(BaseImageProcessor):
 
         Args:
             videos: one video or a list. A video is a path (file or frame folder), bytes, a binary file object, a
-                `(T, H, W[, C])` uint8 array or tensor, or a list of frames (arrays, tensors or PIL images).
+                `(T, H, W[, C])` or `(T, C, H, W)` array or tensor (uint8, or float in [0, 1]; see
+                [`~video_decoding_avfmae.FrameArraySource`]), or a list of frames (arrays, tensors or PIL images).
             sampling_mode (`str`, *optional*): override `self.sampling_mode`.
             test_segment (`int`, defaults to 0): segment index in the `"test"` mode.
             generator (*optional*): randomness of the `"train"` mode (see [`sample_frame_indices`]); one generator
                 serves the whole batch in order.
             do_face_crop (`bool`, *optional*): override `self.do_face_crop`.
+            window_hop (`int`, *optional*): override `self.window_hop` (the `"sliding"` mode).
             return_tensors (`str`, *optional*): `"pt"` or `"np"`.
+
+        Returns:
+            [`BatchFeature`] with `pixel_values` `(num_clips, num_frames, 3, height, width)`: one clip per video, or
+            in the `"sliding"` mode every window of every video in order, with `window_start` and `window_end`
+            (seconds, float32), `video_index` (int64: the input each window comes from) and `window_padded` (bool:
+            the video is shorter than one window, which was padded). `face_found` (bool, one per clip) when face
+            cropping ran.
         """
         if kwargs:
             logger.warning_once(f"AVFMAEVideoProcessor ignores the arguments {sorted(kwargs)}.")
         generator = as_numpy_random(generator) if generator is not None else None
         videos = split_videos(videos)
-        pixel_values = self.allocate(len(videos))
-        face_found = []
+        sliding = (sampling_mode or self.sampling_mode) == "sliding"
+        pixel_values = None if sliding else self.allocate(len(videos))
+        clips = []
         for index, video in enumerate(videos):
-            clip = self.process_video(
-                video, index, sampling_mode, test_segment, generator, do_face_crop, pixel_values[index]
+            out = None if sliding else pixel_values[index]
+            video_clips = self.process_video(
+                video, index, sampling_mode, test_segment, generator, do_face_crop, out, window_hop
             )
-            clip.source.close()
-            face_found.append(clip.face_found)
-        data = {"pixel_values": pixel_values}
-        if any(found is not None for found in face_found):
-            data["face_found"] = torch.tensor([found is not False for found in face_found])
-        return batch_feature(data, return_tensors)
+            video_clips[0].source.close()
+            clips.extend(video_clips)
+        if sliding:
+            pixel_values = self.allocate(len(clips))
+            for row, clip in enumerate(clips):
+                pixel_values[row].copy_(clip.pixel_values)
+        return batch_feature(clip_outputs(pixel_values, clips, sliding), return_tensors)
 
     def __call__(self, videos: object, **kwargs) -> BatchFeature:
         return self.preprocess(videos, **kwargs)
+
+
+def clip_outputs(pixel_values: torch.Tensor, clips: list[ProcessedClip], sliding: bool) -> dict:
+    """The outputs that describe processed clips: `pixel_values`, `face_found` when face cropping ran for any clip,
+    and in the `"sliding"` mode each window's `window_start`, `window_end`, `video_index` and `window_padded`."""
+    data = {"pixel_values": pixel_values}
+    if any(clip.face_found is not None for clip in clips):
+        data["face_found"] = torch.tensor([clip.face_found is not False for clip in clips])
+    if sliding:
+        data["window_start"] = torch.tensor([clip.window_start for clip in clips], dtype=torch.float32)
+        data["window_end"] = torch.tensor([clip.window_end for clip in clips], dtype=torch.float32)
+        data["video_index"] = torch.tensor([clip.source.index for clip in clips], dtype=torch.int64)
+        data["window_padded"] = torch.tensor([clip.sampling.padded for clip in clips])
+    return data
 
 
 def new_output_tensor(*shape: int) -> torch.Tensor:
@@ -476,10 +621,16 @@ __all__ = [
     "FrameSampling",
     "ProcessedClip",
     "SAMPLING_MODES",
+    "DEFAULT_FRAME_RATE",
     "audio_sample_range",
     "batch_feature",
+    "clip_outputs",
     "constant_rate_frame_map",
+    "default_window_hop",
+    "frame_rate_of",
     "new_output_tensor",
     "sample_frame_indices",
+    "sliding_window_samplings",
     "split_videos",
+    "strided_window",
 ]

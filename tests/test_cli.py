@@ -351,6 +351,7 @@ def test_push_to_hub_makes_one_commit_of_the_whole_folder(with_output_dir, fake_
 # ------------------------------------------------------------------------------------------------ entry points
 
 
+@pytest.mark.slow
 def test_console_script_module_and_modeling_script_reach_the_same_command(tmp_path):
     setup = configparser.ConfigParser()
     setup.read(ROOT / "setup.cfg")

@@ -215,6 +215,7 @@ with open(result_path, "w") as handle:
 """
 
 
+@pytest.mark.slow
 def test_remote_code_path_loads_in_a_process_without_the_package(classifier, classifier_folder, tmp_path):
     inputs = tiny_inputs(classifier.config)
     save_file(inputs, tmp_path / "inputs.safetensors")

@@ -44,13 +44,13 @@ def test_path_only_call_reads_the_audio_from_the_container(processor, processor_
     assert inputs["audio_values"].shape == (1, 1, 256, 128) and inputs["audio_values"].dtype == torch.float32
     assert inputs["face_found"].tolist() == [True]
     assert processor.model_input_names == ["pixel_values", "audio_values"]
-    # Uniform mode: the whole 3 s track, cut to 2.56 s by the spectrogram length.
-    expected = expected_audio_values(processor.feature_extractor, processor_face_clip[0], (0, 74), 75)
+    # Centre mode: the 64 frames from frame (75 - 64) // 2 = 5, audio to one stride past the last sampled frame.
+    expected = expected_audio_values(processor.feature_extractor, processor_face_clip[0], (5, 69), 75)
     torch.testing.assert_close(inputs["audio_values"][0], expected)
 
 
 @pytest.mark.parametrize("clip", ["25fps", "30fps", "50fps"])
-@pytest.mark.parametrize(("mode", "segment"), [("test", 0), ("test", 1), ("train", 0)])
+@pytest.mark.parametrize(("mode", "segment"), [("center", 0), ("test", 0), ("test", 1), ("train", 0)])
 def test_audio_matches_the_sampled_frames_at_any_frame_rate(processor, processor_index_clips, clip, mode, segment):
     path = processor_index_clips[clip]
     total = {"25fps": 100, "30fps": 90, "50fps": 150}[clip]
@@ -68,6 +68,79 @@ def test_audio_matches_the_sampled_frames_at_any_frame_rate(processor, processor
     )(path, sampling_mode=mode, test_segment=segment, generator=11, return_tensors="pt")["pixel_values"][0]
     shown = [synthetic.frame_index_of(f) for f in (frames * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()]
     assert shown == sampling.indices.tolist()
+
+
+FLASHES = [(8, 10), (45, 10), (83, 10), (130, 10), (171, 10), (205, 10), (250, 10), (281, 10)]
+FLASH_MODES = [
+    ("center", {}),
+    ("uniform", {}),
+    ("sliding", {}),
+    ("sliding", {"window_hop": 10}),
+    ("test", {"test_segment": 0}),
+    ("test", {"test_segment": 1}),
+    *[("train", {"generator": seed}) for seed in range(4)],
+]
+
+
+@pytest.mark.parametrize("num_frames", [300, 50])
+def test_bright_frames_and_loud_fbank_rows_line_up_in_every_clip(num_frames):
+    """A 25 fps video whose flashes and beeps coincide: in every clip of every mode, each sampled frame is bright
+    exactly when the spectrogram is loud at that frame's time.
+
+    The rule written out: the clip's audio starts at its first sampled frame `s` (sample `int(s / (n - 1) * N)`,
+    official relative rule); frame `j` shows during samples `[j, j + 1) * N / n`, whose middle falls in fbank row
+    `(middle - start - 200) / 160` (25 ms windows every 10 ms). Frames next to a flash edge are not judged."""
+    rate = 16000
+    frames, audio, bright = synthetic.flash_beep_media(num_frames, [f for f in FLASHES if f[0] + 10 <= num_frames])
+    num_samples = len(audio)
+    processor = AVFMAEProcessor(
+        AVFMAEVideoProcessor(size={"height": 16, "width": 40}, image_mean=[0] * 3, image_std=[1] * 3)
+    )
+    judged = {True: 0, False: 0}
+    for mode, kwargs in FLASH_MODES:
+        inputs = processor(
+            videos=frames, audio=audio, sampling_rate=rate, sampling_mode=mode, return_tensors="pt", **kwargs
+        )
+        pixels = (inputs["pixel_values"] * 255).round().to(torch.uint8).permute(0, 1, 3, 4, 2).numpy()
+        loudness = inputs["audio_values"][:, 0].amax(dim=2)  # (clips, 256): loudest mel bin of each row
+        assert len(pixels) > (1 if mode == "sliding" and num_frames == 300 else 0)
+        for clip, clip_loudness in zip(pixels, loudness, strict=True):
+            shown = [synthetic.flash_frame_index_of(frame) for frame in clip]
+            start = int(shown[0][0] / (num_frames - 1) * num_samples)
+            for index, is_bright in shown:
+                assert is_bright == bright[index]
+                if bright[max(index - 1, 0)] != is_bright or bright[min(index + 1, num_frames - 1)] != is_bright:
+                    continue  # next to a flash edge
+                # (the relative rule starts the audio up to a frame late: the first frame's middle may precede row 0)
+                row = max(round(((index + 0.5) * num_samples / num_frames - start - 200) / 160), 0)
+                assert row < 256, (mode, kwargs, index)  # the spectrogram covers every sampled frame
+                loud = bool(clip_loudness[max(row - 1, 0) : row + 2].min() > 0.0)
+                assert loud == is_bright, (mode, kwargs, index, row)
+                judged[is_bright] += 1
+    assert judged[True] > 20 and judged[False] > 20
+
+
+def test_sliding_windows_with_their_audio(processor, processor_index_clips):
+    """Every window of every video, stacked, each with the audio of its own span, its times and its video."""
+    long_path, short_path = processor_index_clips["30fps"], processor_index_clips["short"]
+    inputs = processor(videos=[long_path, short_path], sampling_mode="sliding", return_tensors="pt")
+    # 90 frames at 30 fps: windows at frames 0 and 26 (the last ends at frame 89); 40 frames at 25 fps: one, padded.
+    assert inputs["pixel_values"].shape == (3, 16, 3, 160, 160) and inputs["audio_values"].shape == (3, 1, 256, 128)
+    assert inputs["video_index"].tolist() == [0, 0, 1]
+    torch.testing.assert_close(inputs["window_start"], torch.tensor([0.0, 26 / 30, 0.0]))
+    torch.testing.assert_close(inputs["window_end"], torch.tensor([64 / 30, 90 / 30, 40 / 25]))
+    assert inputs["window_padded"].tolist() == [False, False, True]
+    assert inputs["face_found"].shape == (3,)
+    spans = [(long_path, (0, 64), 90), (long_path, (26, 89), 90), (short_path, (0, 39), 40)]
+    for row, (path, span, total) in enumerate(spans):
+        torch.testing.assert_close(
+            inputs["audio_values"][row], expected_audio_values(processor.feature_extractor, path, span, total)
+        )
+    hop = processor(videos=long_path, sampling_mode="sliding", window_hop=13, do_face_crop=False, return_tensors="pt")
+    torch.testing.assert_close(hop["window_start"], torch.tensor([0.0, 13 / 30, 26 / 30]))
+    for bad in (0, -32):
+        with pytest.raises(ValueError, match="window_hop must be a positive"):
+            processor(videos=long_path, sampling_mode="sliding", window_hop=bad)
 
 
 def test_short_clip_is_padded_as_the_official_code_pads(processor, processor_index_clips):

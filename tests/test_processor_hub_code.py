@@ -32,6 +32,7 @@ def test_modules_require_only_the_hub_code_stack(module):
     assert imports - set(sys.stdlib_module_names) <= ALLOWED
 
 
+@pytest.mark.slow
 def test_saved_processor_loads_as_remote_code(tmp_path):
     package_root = os.path.dirname(os.path.dirname(avfmae_hf.__file__))
     save = textwrap.dedent(

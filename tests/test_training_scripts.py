@@ -167,6 +167,7 @@ def test_recipes_parse_into_the_scripts_arguments(script_name, recipe, expected,
         assert data_args.dataset == "MAFW" and model_args.drop_path_rate == 0.1
 
 
+@pytest.mark.slow
 def test_pretraining_resumes_exactly(tmp_path, pretraining_list):
     config_dir = tmp_path / "config"
     tiny_config().save_pretrained(config_dir)

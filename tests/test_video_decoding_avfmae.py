@@ -12,6 +12,8 @@ from PIL import Image
 
 from avfmae_hf import (
     AVFMAEInputError,
+    AVFMAEProcessor,
+    AVFMAEVideoProcessor,
     CorruptVideoError,
     DecodedDataMismatchError,
     EmptyInputError,
@@ -25,15 +27,14 @@ from avfmae_hf.video_decoding_avfmae import ContainerVideoSource, load_audio_fil
 from tests.media import synthetic
 
 
-# decord has no wheels for ARM machines; there PyAV alone serves (and is compared with itself).
+# decord (optional) has no wheels for ARM machines; there PyAV alone serves (and is compared with itself).
 BACKENDS = ["decord", "pyav"] if decoding.is_decord_available() else ["pyav"]
-DEFAULT_BACKEND = decoding.default_video_backend()
 
 
 @pytest.mark.parametrize("clip", ["face", "index"])
 def test_decord_and_pyav_give_identical_frames_and_timestamps(clip, processor_face_clip, processor_index_clips):
     path = processor_face_clip[0] if clip == "face" else processor_index_clips["30fps"]
-    with open_video(path, backend=DEFAULT_BACKEND) as by_decord, open_video(path, backend="pyav") as by_pyav:
+    with open_video(path, backend=BACKENDS[0]) as by_decord, open_video(path, backend="pyav") as by_pyav:
         assert by_decord.num_frames == by_pyav.num_frames
         np.testing.assert_allclose(by_decord.timestamps, by_pyav.timestamps, atol=1e-6)
         indices = np.arange(by_decord.num_frames)
@@ -51,14 +52,47 @@ def test_frames_come_back_in_presentation_order_with_repeats(processor_index_cli
             assert [synthetic.frame_index_of(frame) for frame in source.read_frames(indices)] == indices
 
 
-def test_pyav_serves_when_decord_cannot_be_imported(monkeypatch, processor_index_clips):
-    assert DEFAULT_BACKEND == ("decord" if decoding.import_decord() is not None else "pyav")
-    monkeypatch.setattr(decoding, "import_decord", lambda: None)
+def test_pyav_is_the_default_and_decord_optional(monkeypatch, processor_index_clips):
     assert decoding.default_video_backend() == "pyav"
     with open_video(processor_index_clips["short"]) as source:
         assert source.backend == "pyav" and source.num_frames == 40
-    with pytest.raises(ImportError, match="decord"):
+    monkeypatch.setattr(decoding, "import_decord", lambda: None)
+    with open_video(processor_index_clips["short"]) as source:
+        assert source.backend == "pyav" and source.num_frames == 40
+    with pytest.raises(ImportError, match="pip install decord"):
         ContainerVideoSource(processor_index_clips["short"], backend="decord")
+
+
+@pytest.fixture(scope="module")
+def narrow_clips(tmp_path_factory):
+    """Valid 48 px high videos 16, 24 and 48 px wide (decord hands back 6-channel frames for them), with audio."""
+    directory = tmp_path_factory.mktemp("narrow")
+    clips = {}
+    for width in (16, 24, 48):
+        frames = synthetic.index_frames(30, height=48, width=64)[:, :, :width]
+        path = synthetic.write_video(
+            directory / f"narrow_{width}.mp4", frames, 25, synthetic.speech_like_audio(1.2), 16000, crf=0
+        )
+        clips[width] = path, frames
+    return clips
+
+
+@pytest.mark.parametrize("width", [16, 24, 48])
+def test_narrow_videos_decode_with_either_backend(narrow_clips, width, caplog):
+    path, frames = narrow_clips[width]
+    with open_video(path) as source:
+        decoded = np.stack(source.read_frames(range(30)))
+    assert decoded.shape == (30, 48, width, 3)
+    np.testing.assert_allclose(decoded.astype(np.float64).mean(axis=(1, 2, 3)), frames.mean(axis=(1, 2, 3)), atol=3)
+    for backend in BACKENDS:
+        caplog.clear()
+        with caplog.at_level("WARNING"), open_video(path, backend=backend, index=2) as source:
+            np.testing.assert_array_equal(np.stack(source.read_frames(range(30))), decoded)
+            assert source.backend == "pyav"  # decord fell back to PyAV for this file
+        if backend == "decord":
+            assert "item 2" in caplog.text and "reading the file with PyAV instead" in caplog.text
+    inputs = AVFMAEProcessor(AVFMAEVideoProcessor(video_backend=BACKENDS[0]))(path, return_tensors="pt")
+    assert inputs["pixel_values"].shape == (1, 16, 3, 160, 160) and inputs["audio_values"].shape == (1, 1, 256, 128)
 
 
 def test_bytes_and_file_objects(processor_index_clips):
@@ -104,6 +138,44 @@ def test_frame_arrays_tensors_and_lists(processor_frame_folder):
             np.testing.assert_array_equal(np.stack(source.read_frames(range(5))), frames)
 
 
+def test_channels_first_videos_and_float_frames():
+    """(T, C, H, W) arrays and tensors (torchvision / torchcodec decoders) read as their (T, H, W, C) transposes;
+    float frames in [0, 1] become round(x * 255)."""
+    frames = np.random.default_rng(0).integers(0, 256, (5, 12, 10, 3), dtype=np.uint8)
+    channels_first = frames.transpose(0, 3, 1, 2).copy()
+    levels = np.array([0.0, 0.25, 0.5, 1.0], np.float32)
+    float_frames = np.broadcast_to(levels[:, None, None, None], (4, 6, 7, 3)).copy()
+    float_expected = np.broadcast_to(np.array([0, 64, 128, 255], np.uint8)[:, None, None, None], (4, 6, 7, 3))
+    cases = {
+        "uint8 (T, C, H, W) array": (channels_first, frames),
+        "uint8 (T, C, H, W) tensor": (torch.from_numpy(channels_first), frames),
+        "float (T, H, W, C) array": (float_frames, float_expected),
+        "float (T, C, H, W) tensor": (torch.from_numpy(float_frames).permute(0, 3, 1, 2), float_expected),
+        "bfloat16 (T, C, H, W) tensor": (
+            torch.from_numpy(float_frames).permute(0, 3, 1, 2).bfloat16(),
+            float_expected,
+        ),
+        "grey (T, 1, H, W)": (channels_first[:, :1], np.repeat(frames[..., :1], 3, axis=3)),
+    }
+    for name, (video, expected) in cases.items():
+        with open_video(video) as source:
+            np.testing.assert_array_equal(np.stack(source.read_frames(range(len(expected)))), expected, err_msg=name)
+
+
+def test_ambiguous_layout_assumes_channels_last_and_says_so(caplog):
+    # (T, 3, 4, 3): three 4x3 frames channels first, or 3x4 frames channels last; both axes could hold channels.
+    video = np.arange(2 * 3 * 4 * 3, dtype=np.uint8).reshape(2, 3, 4, 3)
+    with caplog.at_level("WARNING"):
+        with open_video(video, index=4) as source:
+            frames = np.stack(source.read_frames(range(2)))
+    np.testing.assert_array_equal(frames, video)
+    assert "item 4" in caplog.text and "assuming (T, H, W, C)" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        open_video(np.zeros((2, 3, 8, 8), np.uint8)).close()
+    assert "assuming" not in caplog.text
+
+
 def test_grey_rgba_and_odd_sizes_are_converted():
     rgb = np.random.default_rng(0).integers(0, 256, (3, 97, 121, 3), dtype=np.uint8)
     grey = rgb[..., 0]
@@ -125,7 +197,9 @@ def test_grey_rgba_and_odd_sizes_are_converted():
 @pytest.mark.parametrize(
     ("video", "error", "words"),
     [
-        (np.zeros((2, 8, 8, 3), np.float32), InvalidFramesError, "uint8"),
+        (np.full((2, 8, 8, 3), 2.0, np.float32), InvalidFramesError, r"must be in \[0, 1\]"),
+        (np.full((2, 8, 8, 3), np.nan, np.float32), InvalidFramesError, "NaN"),
+        (np.zeros((2, 8, 8, 3), np.int64), InvalidFramesError, "uint8"),
         (np.zeros((2, 8, 8, 5), np.uint8), InvalidFramesError, "channels"),
         (np.zeros((8, 8), np.uint8), InvalidFramesError, "shape"),
         (np.zeros((0, 8, 8, 3), np.uint8), ZeroLengthVideoError, "no frames"),

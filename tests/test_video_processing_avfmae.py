@@ -10,15 +10,19 @@ import torch
 from safetensors.numpy import load_file
 
 from avfmae_hf import AVFMAEVideoProcessor, FaceDetection, FaceDetector
+from avfmae_hf.video_decoding_avfmae import is_decord_available
 from avfmae_hf.video_processing_avfmae import (
     audio_sample_range,
     constant_rate_frame_map,
     sample_frame_indices,
+    sliding_window_samplings,
     split_videos,
 )
 from tests.media import synthetic
 
 
+# decord is optional and has no ARM wheels; there PyAV is compared with itself.
+BACKENDS = ["decord", "pyav"] if is_decord_available() else ["pyav"]
 FIXTURE_DIR = os.path.join(os.path.dirname(__file__), "fixtures", "official", "video_eval_preproc")
 
 
@@ -33,7 +37,7 @@ def test_reproduces_official_eval_preprocessing(processor):
     clip = processor.transform_frames(list(frames))  # (4, 3, 160, 160)
     np.testing.assert_allclose(clip.permute(1, 0, 2, 3).numpy(), official["clip"], atol=1e-4, rtol=0)
     # Through the public call: 4 frames sampled uniformly out of 4 are the 4 frames.
-    four = AVFMAEVideoProcessor(num_frames=4)
+    four = AVFMAEVideoProcessor(num_frames=4, sampling_mode="uniform")
     pixel_values = four(frames, return_tensors="pt")["pixel_values"]
     assert pixel_values.shape == (1, 4, 3, 160, 160) and pixel_values.dtype == torch.float32
     np.testing.assert_allclose(pixel_values[0].permute(1, 0, 2, 3).numpy(), official["clip"], atol=1e-4, rtol=0)
@@ -45,12 +49,71 @@ def test_reproduces_official_eval_preprocessing(processor):
     np.testing.assert_array_equal(resized, official["resized_uint8"])
 
 
-def test_uniform_sampling():
-    sampling = sample_frame_indices(75, "uniform")
-    assert sampling.indices.tolist() == [0, 5, 10, 15, 20, 25, 30, 35, 39, 44, 49, 54, 59, 64, 69, 74]
-    assert (sampling.audio_start_frame, sampling.audio_end_frame, sampling.total_frames) == (0, 74, 75)
+def test_center_sampling():
+    """The centred window of 64 frames at stride 4; shorter clips read at the stride and padded (official test rule)."""
+    sampling = sample_frame_indices(100, "center")
+    assert sampling.indices.tolist() == list(range(18, 82, 4)) and not sampling.padded
+    assert (sampling.audio_start_frame, sampling.audio_end_frame, sampling.total_frames) == (18, 82, 100)
+    exact = sample_frame_indices(64, "center")
+    assert exact.indices.tolist() == list(range(0, 64, 4)) and not exact.padded
+    assert (exact.audio_start_frame, exact.audio_end_frame) == (0, 63)
+    short = sample_frame_indices(30, "center")
+    assert short.indices.tolist() == [0, 4, 8, 12, 16, 20, 24, 28] + [28] * 8 and short.padded
+    assert (short.audio_start_frame, short.audio_end_frame) == (0, 29)
+    assert sample_frame_indices(1, "center").indices.tolist() == [0] * 16
+
+
+def test_uniform_sampling(caplog):
+    """Spread over clips of at most one window; a longer clip takes the centred window (with a warning)."""
+    sampling = sample_frame_indices(40, "uniform")
+    assert sampling.indices.tolist() == [0, 3, 5, 8, 10, 13, 16, 18, 21, 23, 26, 29, 31, 34, 36, 39]
+    assert (sampling.audio_start_frame, sampling.audio_end_frame, sampling.total_frames) == (0, 39, 40)
+    assert not sampling.padded
     assert sample_frame_indices(5, "uniform").indices.tolist() == [0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3, 4, 4]
     assert sample_frame_indices(1, "uniform").indices.tolist() == [0] * 16
+    with caplog.at_level("WARNING"):
+        long = sample_frame_indices(300, "uniform")
+    assert long.indices.tolist() == list(range(118, 182, 4)) and "centred window" in caplog.text
+
+
+def test_sliding_windows():
+    """Windows every `window_hop` frames (default 32) and one ending at the last frame; one padded window for short
+    clips."""
+    windows = sliding_window_samplings(150)
+    assert [window.indices[0] for window in windows] == [0, 32, 64, 86]
+    assert windows[1].indices.tolist() == list(range(32, 96, 4))
+    assert [(w.audio_start_frame, w.audio_end_frame) for w in windows] == [(0, 64), (32, 96), (64, 128), (86, 149)]
+    assert not any(window.padded for window in windows)
+    assert [w.indices[0] for w in sliding_window_samplings(128, window_hop=64)] == [0, 64]
+    assert [w.indices[0] for w in sliding_window_samplings(100, window_hop=100)] == [0, 36]
+    assert [w.indices[0] for w in sliding_window_samplings(64)] == [0]
+    (short,) = sliding_window_samplings(30)
+    assert short.padded and short.indices.tolist() == [0, 4, 8, 12, 16, 20, 24, 28] + [28] * 8
+    for hop in (0, -4, 2.5, True):
+        with pytest.raises(ValueError, match="window_hop"):
+            sliding_window_samplings(100, window_hop=hop)
+
+
+def test_sliding_mode_outputs_every_window_of_every_video(caplog):
+    processor = AVFMAEVideoProcessor(
+        size={"height": 48, "width": 64}, image_mean=[0, 0, 0], image_std=[1, 1, 1], sampling_mode="sliding"
+    )
+    videos = [synthetic.index_frames(100), synthetic.index_frames(30), synthetic.index_frames(64)]
+    outputs = processor(videos, window_hop=48, return_tensors="pt")
+    # 100 frames: windows at 0 and 36 (the last one ends at frame 99); 30 frames: one padded; 64 frames: one.
+    assert outputs["pixel_values"].shape == (4, 16, 3, 48, 64)
+    assert outputs["video_index"].tolist() == [0, 0, 1, 2] and outputs["video_index"].dtype == torch.int64
+    # Frame arrays carry no frame rate: 25 fps.
+    torch.testing.assert_close(outputs["window_start"], torch.tensor([0.0, 36 / 25, 0.0, 0.0]))
+    torch.testing.assert_close(outputs["window_end"], torch.tensor([64 / 25, 100 / 25, 30 / 25, 64 / 25]))
+    assert outputs["window_start"].dtype == torch.float32
+    assert outputs["window_padded"].tolist() == [False, False, True, False]
+    frames = (outputs["pixel_values"] * 255).round().to(torch.uint8).permute(0, 1, 3, 4, 2).numpy()
+    shown = [[synthetic.frame_index_of(frame) for frame in window] for window in frames]
+    assert shown[1] == list(range(36, 100, 4)) and shown[2] == [0, 4, 8, 12, 16, 20, 24, 28] + [28] * 8
+    assert "face_found" not in outputs
+    with pytest.raises(ValueError, match="window_hop"):
+        processor(videos[0], window_hop=0)
 
 
 def test_official_train_sampling_long_clip():
@@ -137,8 +200,8 @@ def test_sampled_frames_are_the_decoded_frames(processor_index_clips):
         size={"height": 48, "width": 64}, image_mean=[0, 0, 0], image_std=[1, 1, 1], do_face_crop=False
     )
     path = processor_index_clips["25fps"]
-    for mode, segment in (("uniform", 0), ("train", 0), ("test", 0), ("test", 1)):
-        clip = processor.process_video(path, 0, mode, segment, generator=np.random.RandomState(3))
+    for mode, segment in (("center", 0), ("uniform", 0), ("train", 0), ("test", 0), ("test", 1)):
+        (clip,) = processor.process_video(path, 0, mode, segment, generator=np.random.RandomState(3))
         clip.source.close()
         frames = (clip.pixel_values * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
         assert [synthetic.frame_index_of(frame) for frame in frames] == clip.sampling.indices.tolist(), mode
@@ -157,7 +220,7 @@ def test_variable_frame_rate_is_put_on_a_constant_rate(processor_vfr_clip, caplo
         size={"height": 48, "width": 64}, image_mean=[0, 0, 0], image_std=[1, 1, 1], do_face_crop=False
     )
     with caplog.at_level("WARNING"):
-        clip = processor.process_video(path, 7)
+        (clip,) = processor.process_video(path, 7)
     clip.source.close()
     assert "item 7" in caplog.text and "variable frame rate" in caplog.text
     frames = (clip.pixel_values * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
@@ -180,6 +243,14 @@ def test_grey_rgba_and_odd_sized_frames(processor, video):
     assert pixel_values.shape == (1, 16, 3, 160, 160)
     expected = (128 / 255 - torch.tensor(processor.image_mean)) / torch.tensor(processor.image_std)
     torch.testing.assert_close(pixel_values[0, :, :, 80, 80], expected.expand(16, 3), atol=1e-5, rtol=0)
+
+
+def test_channels_first_and_float_videos_give_the_same_clip(processor):
+    frames = np.random.default_rng(3).integers(0, 256, (20, 40, 30, 3), dtype=np.uint8)
+    expected = processor(frames, return_tensors="pt")["pixel_values"]
+    channels_first = torch.from_numpy(frames).permute(0, 3, 1, 2)
+    for video in (channels_first, channels_first.float() / 255, channels_first[None]):
+        np.testing.assert_array_equal(processor(video, return_tensors="pt")["pixel_values"], expected)
 
 
 class CountingDetector(FaceDetector):
@@ -211,11 +282,11 @@ def test_face_crop_policy_and_plug_in_detector(processor_index_clips, processor_
 def test_face_clip_is_cropped_to_the_face(processor_face_clip):
     path, boxes = processor_face_clip
     processor = AVFMAEVideoProcessor()
-    clip = processor.process_video(path)
+    (clip,) = processor.process_video(path)
     clip.source.close()
     assert clip.face_found
     # The face fills the crop: the crop differs from a plain resize of the whole frame.
-    whole = AVFMAEVideoProcessor(do_face_crop=False).process_video(path)
+    (whole,) = AVFMAEVideoProcessor(do_face_crop=False).process_video(path)
     whole.source.close()
     assert (clip.pixel_values - whole.pixel_values).abs().mean() > 0.3
 
@@ -276,16 +347,16 @@ def test_invalid_settings():
 
 def test_backend_crop_size_smoothing_and_segment_settings(processor_face_clip):
     path = processor_face_clip[0]
-    decord_output = AVFMAEVideoProcessor()(path)["pixel_values"]  # the default backend: decord where installed
-    np.testing.assert_array_equal(AVFMAEVideoProcessor(video_backend="pyav")(path)["pixel_values"], decord_output)
+    decord_output = AVFMAEVideoProcessor(video_backend=BACKENDS[0])(path)["pixel_values"]
+    np.testing.assert_array_equal(AVFMAEVideoProcessor()(path)["pixel_values"], decord_output)  # PyAV, the default
     # A direct 160 px crop differs from OpenFace's 256 px crop resized to 160 only by resampling.
     direct = AVFMAEVideoProcessor(face_crop_size=160)(path)["pixel_values"]
     assert 0 < np.abs(direct - decord_output).mean() < 0.1
     # Without smoothing, every frame's crop follows its own detection.
-    raw = AVFMAEVideoProcessor(smooth_face_track=False).process_video(path)
+    (raw,) = AVFMAEVideoProcessor(smooth_face_track=False).process_video(path)
     raw.source.close()
     assert not np.array_equal(raw.pixel_values.numpy(), decord_output[0])
     box = AVFMAEVideoProcessor(face_alignment="box")(path)
     assert box["face_found"].tolist() == [True] and np.abs(box["pixel_values"] - decord_output).mean() > 0.05
     three = AVFMAEVideoProcessor(num_test_segments=3, sampling_mode="test")
-    assert [three.sample(100, test_segment=k).indices[0] for k in range(3)] == [0, 16, 36]
+    assert [three.sample(100, test_segment=k)[0].indices[0] for k in range(3)] == [0, 16, 36]

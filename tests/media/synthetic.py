@@ -144,6 +144,42 @@ def speech_like_audio(duration: float, sampling_rate: int = 16000, seed: int = 0
     return np.clip(signal, -1, 1).astype(np.float32)
 
 
+FLASH_INDEX_BITS = 10  # frames up to 1024
+
+
+def flash_beep_media(
+    num_frames: int, flashes: list[tuple[int, int]], fps: float = 25.0, sampling_rate: int = 16000
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Frames with white flashes and a silent track with a 1 kHz beep during exactly the flashes.
+
+    `flashes` lists `(first_frame, num_flash_frames)`; frame `i` shows during `[i / fps, (i + 1) / fps)`, and the beep
+    sounds during the same times. Each 16x40 frame shows its own index in its top half (10 bars, bit k white or black,
+    see `flash_frame_index_of`) and the flash in its bottom half (level 240 during a flash, else 15).
+
+    Returns `(frames, audio, bright)`: frames `(num_frames, 16, 40, 3)` uint8, audio
+    `(round(num_frames / fps * sampling_rate),)` float32, `bright` `(num_frames,)` bool.
+    """
+    bright = np.zeros(num_frames, dtype=bool)
+    for first, length in flashes:
+        bright[first : first + length] = True
+    bits = (np.arange(num_frames)[:, None] >> np.arange(FLASH_INDEX_BITS)[None, :]) & 1
+    frames = np.zeros((num_frames, 16, 4 * FLASH_INDEX_BITS, 3), dtype=np.uint8)
+    frames[:, :8] = (np.repeat(bits, 4, axis=1) * 255)[:, None, :, None]
+    frames[:, 8:] = np.where(bright, 240, 15)[:, None, None, None]
+    num_samples = int(round(num_frames / fps * sampling_rate))
+    t = np.arange(num_samples) / sampling_rate
+    frame_of_sample = np.minimum((t * fps).astype(np.int64), num_frames - 1)
+    audio = np.where(bright[frame_of_sample], 0.5 * np.sin(2 * np.pi * 1000 * t), 0.0).astype(np.float32)
+    return frames, audio, bright
+
+
+def flash_frame_index_of(frame: np.ndarray) -> tuple[int, bool]:
+    """The index and the flash state shown by a (decoded) `flash_beep_media` frame `(16, 40, 3)`."""
+    frame = np.asarray(frame, np.float64)
+    bars = frame[:8].mean(axis=(0, 2)).reshape(FLASH_INDEX_BITS, -1).mean(axis=1)
+    return int(sum(1 << k for k in range(FLASH_INDEX_BITS) if bars[k] > 127)), bool(frame[8:].mean() > 127)
+
+
 def index_frames(num_frames: int, height: int = 48, width: int = 64) -> np.ndarray:
     """Frames that show their own index as 8 vertical bars (bit k of the index: white bar k, else black), so that a
     decoded frame tells which frame it is (see `frame_index_of`); up to 256 frames."""
