@@ -36,6 +36,7 @@ from .inference_avfmae import (
 from .labels_avfmae import OFFICIAL_DATASET_NUM_LABELS, OFFICIAL_LABEL_ORDERS, parse_id2label
 from .processing_avfmae import MISSING_AUDIO_POLICIES
 from .video_decoding_avfmae import VIDEO_BACKENDS
+from .video_processing_avfmae import SAMPLING_MODES
 
 
 CONVERT_DESCRIPTION = """\
@@ -219,6 +220,8 @@ def add_convert_command(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=run_convert)
 
 
+# the random "train" mode has no place in inference
+INFERENCE_SAMPLING_MODES = tuple(mode for mode in SAMPLING_MODES if mode != "train")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 DTYPE_ALIASES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 
@@ -310,10 +313,11 @@ def add_video_arguments(parser: argparse.ArgumentParser) -> None:
     windows = parser.add_argument_group("windows and batching")
     windows.add_argument(
         "--sampling-mode",
-        choices=("sliding", "test", "uniform"),
+        choices=INFERENCE_SAMPLING_MODES,
         default="sliding",
         help="sliding (default): every window of the official geometry (16 frames, stride 4) over the whole video; "
-        "test: the official first test segment; uniform: 16 frames spread over the video",
+        "center: the centred window only; test: the official first test segment; uniform: 16 frames spread over a "
+        "clip of at most one window",
     )
     windows.add_argument(
         "--window-hop",
@@ -488,6 +492,8 @@ def run_predict(args: argparse.Namespace) -> int:
         if isinstance(result, VideoFailure):
             failures += 1
             tqdm.write(f"avfmae predict: error: {result.error}", file=sys.stderr)
+            if args.debug and result.traceback:
+                tqdm.write(result.traceback, file=sys.stderr)
             continue
         predictions.append(result)
         top = ", ".join(f"{label} {score:.3f}" for label, score in result.top(args.top_k))
@@ -547,6 +553,8 @@ def run_extract_features(args: argparse.Namespace) -> int:
         if isinstance(result, VideoFailure):
             failures += 1
             tqdm.write(f"avfmae extract-features: error: {result.error}", file=sys.stderr)
+            if args.debug and result.traceback:
+                tqdm.write(result.traceback, file=sys.stderr)
             continue
         rows.append(result)
         tqdm.write(f"{result.video}: {len(result.window_features)} windows", file=sys.stdout)

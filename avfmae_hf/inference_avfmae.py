@@ -11,6 +11,7 @@ share a forward pass (`batch_size` windows).
 import csv
 import os
 import time
+import traceback
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -188,6 +189,8 @@ class ProcessedVideo:
     inputs: dict[str, torch.Tensor] | None = None
     error: Exception | None = None
     processing_s: float = 0.0
+    # the formatted traceback of an error that is not an input error (a decoder or library failure)
+    traceback: str | None = None
 
     @property
     def num_windows(self) -> int:
@@ -242,6 +245,9 @@ class VideoWindowsDataset(torch.utils.data.Dataset):
             )
         except (ValueError, OSError) as error:
             return ProcessedVideo(index, video_name(video, index), error=_renamed_error(error, index, video))
+        except Exception as error:  # noqa: BLE001 - one video's failure must not stop the others
+            unexpected = RuntimeError(f"{describe_item(index, video)}: unexpected {type(error).__name__}: {error}")
+            return ProcessedVideo(index, video_name(video, index), error=unexpected, traceback=traceback.format_exc())
         return ProcessedVideo(
             index, video_name(video, index), inputs=dict(inputs), processing_s=time.perf_counter() - began
         )
@@ -294,9 +300,9 @@ def iter_window_outputs(
         pin_memory=torch.device(device).type == "cuda",
     )
     files_bar = _progress(
-        total=len(dataset), desc="videos", unit="video", disable=not progress and progress is not None
+        total=len(dataset), desc="videos", unit="video", disable=None if progress is None else not progress
     )
-    windows_bar = _progress(total=0, desc="windows", unit="window", disable=not progress and progress is not None)
+    windows_bar = _progress(total=0, desc="windows", unit="window", disable=None if progress is None else not progress)
     # videos in input order, each with the outputs of its windows that have run so far
     waiting: deque[list] = deque()
     # (entry, first window, end window) slices not yet run
@@ -413,12 +419,14 @@ class VideoPrediction:
 
 
 class VideoFailure(Exception):
-    """A video that could not be processed, with its position in the input and the typed error (its `__cause__`)."""
+    """A video that could not be processed: its position in the input, its name, the typed error and, for an error
+    that is not an input error, the traceback text."""
 
-    def __init__(self, index: int, video: str, error: Exception):
+    def __init__(self, index: int, video: str, error: Exception, traceback: str | None = None):
         self.index = index
         self.video = video
         self.error = error
+        self.traceback = traceback
         super().__init__(str(error))
 
 
@@ -472,7 +480,7 @@ def iter_predictions(
         **processor_kwargs,
     ):
         if isinstance(result, ProcessedVideo):
-            yield VideoFailure(result.index, result.name, result.error)
+            yield VideoFailure(result.index, result.name, result.error, result.traceback)
         else:
             yield _video_prediction(result, labels)
 
@@ -584,7 +592,7 @@ def iter_features(
         **processor_kwargs,
     ):
         if isinstance(result, ProcessedVideo):
-            yield VideoFailure(result.index, result.name, result.error)
+            yield VideoFailure(result.index, result.name, result.error, result.traceback)
             continue
         window_features = result.outputs["features"]
         spans = _window_spans(result.video.inputs, len(window_features))
