@@ -351,7 +351,7 @@ def _check_audio_count(args: argparse.Namespace) -> None:
 
 def _processor_options(args: argparse.Namespace, processor) -> dict:
     if args.video_backend is not None:
-        processor.image_processor.video_backend = args.video_backend
+        processor.video_processor.video_backend = args.video_backend
     return {
         "audios": args.audio,
         "batch_size": args.batch_size,

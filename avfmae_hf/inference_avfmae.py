@@ -816,7 +816,7 @@ def run_demo(
     num_frames = inputs["pixel_values"].shape[1]
     frame_times = list(np.linspace(start, end, num_frames, endpoint=False)) if start is not None else None
     files = [output_dir / "face_crops.png", output_dir / "spectrogram.png", output_dir / "emotions_over_time.png"]
-    video_processor = processor.image_processor
+    video_processor = processor.video_processor
     save_clip_preview(
         inputs["pixel_values"][0], files[0], video_processor.image_mean, video_processor.image_std, frame_times
     )
