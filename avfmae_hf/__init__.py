@@ -4,11 +4,11 @@
 from transformers import (
     AutoConfig,
     AutoFeatureExtractor,
-    AutoImageProcessor,
     AutoModel,
     AutoModelForPreTraining,
     AutoModelForVideoClassification,
     AutoProcessor,
+    AutoVideoProcessor,
 )
 from transformers.pipelines import PIPELINE_REGISTRY
 
@@ -54,13 +54,7 @@ AutoModel.register(AVFMAEConfig, AVFMAEModel, exist_ok=True)
 AutoModelForPreTraining.register(AVFMAEConfig, AVFMAEForPreTraining, exist_ok=True)
 AutoModelForVideoClassification.register(AVFMAEConfig, AVFMAEForVideoClassification, exist_ok=True)
 AutoFeatureExtractor.register(AVFMAEConfig, AVFMAEFeatureExtractor, exist_ok=True)
-# The video processor is a `BaseImageProcessor` (transformers' video processors need torchvision): it is registered
-# for both image-processor backends so that AutoImageProcessor finds it whichever backend it prefers.
-AutoImageProcessor.register(
-    AVFMAEConfig,
-    image_processor_classes={"pil": AVFMAEVideoProcessor, "torchvision": AVFMAEVideoProcessor},
-    exist_ok=True,
-)
+AutoVideoProcessor.register(AVFMAEConfig, AVFMAEVideoProcessor, exist_ok=True)
 AutoProcessor.register(AVFMAEConfig, AVFMAEProcessor, exist_ok=True)
 if PIPELINE_TASK not in PIPELINE_REGISTRY.get_supported_tasks():
     PIPELINE_REGISTRY.register_pipeline(

@@ -17,6 +17,17 @@ from .video_decoding_avfmae import load_audio_file
 
 logger = logging.get_logger(__name__)
 
+# transformers' audio call options that a fixed-length spectrogram has no use for: accepted unset, raise when set.
+UNSUPPORTED_AUDIO_OPTIONS = (
+    "padding",
+    "max_length",
+    "truncation",
+    "pad_to_multiple_of",
+    "return_attention_mask",
+    "device",
+    "load_audio_backend",
+    "raw_speech",
+)
 # Integer PCM is scaled to [-1, 1] as torchaudio.load does for the official WAV files.
 INTEGER_AUDIO_SCALE = {np.dtype(np.int16): 2**15, np.dtype(np.int32): 2**31, np.dtype(np.int8): 2**7}
 
@@ -220,6 +231,19 @@ class AVFMAEFeatureExtractor(SequenceFeatureExtractor):
         generator = as_numpy_random(generator)
         return [draw_audio_gain(generator) for _ in range(batch_size)]
 
+    def check_unsupported(self, **kwargs) -> None:
+        """Raise for arguments this extractor does not take: unknown names (`TypeError`) and transformers' audio
+        options that do not apply to a fixed-length spectrogram (`ValueError` when set)."""
+        unknown = sorted(set(kwargs) - set(UNSUPPORTED_AUDIO_OPTIONS))
+        if unknown:
+            raise TypeError(f"AVFMAEFeatureExtractor got unknown arguments {unknown}.")
+        given = {key: value for key, value in kwargs.items() if value is not None and value is not False}
+        if given:
+            raise ValueError(
+                f"AVFMAEFeatureExtractor cannot honour {given}: the spectrogram is always {self.max_length} frames "
+                f"(set `max_length` on the extractor), computed on the CPU, without an attention mask."
+            )
+
     def __call__(
         self,
         raw_speech: object,
@@ -246,8 +270,7 @@ class AVFMAEFeatureExtractor(SequenceFeatureExtractor):
         Returns:
             [`BatchFeature`] with `audio_values` of shape `(batch_size, 1, max_length, num_mel_bins)`.
         """
-        if kwargs:
-            logger.warning_once(f"AVFMAEFeatureExtractor ignores the arguments {sorted(kwargs)}.")
+        self.check_unsupported(**kwargs)
         items = _split_batch(raw_speech)
         gains = self.draw_audio_gains(len(items), audio_gain_jitter, generator, audio_gains)
         features = []

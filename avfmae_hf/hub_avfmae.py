@@ -34,7 +34,7 @@ AUTO_CLASSES = {
     "AutoModelForVideoClassification": AVFMAEForVideoClassification,
 }
 # The parts of a processor and the Auto class each answers to in remote code.
-PROCESSOR_PARTS = {"image_processor": "AutoImageProcessor", "feature_extractor": "AutoFeatureExtractor"}
+PROCESSOR_PARTS = {"video_processor": "AutoVideoProcessor", "feature_extractor": "AutoFeatureExtractor"}
 DEFAULT_MAX_SHARD_SIZE = "2GB"
 LICENSE = "apache-2.0"
 TAGS = (

@@ -2,21 +2,22 @@
 """AVF-MAE++ processor: videos (and their audio) in, `pixel_values` and `audio_values` out, in one call."""
 
 import os
-from collections.abc import Sequence
+from typing import Any, Unpack
 
 import numpy as np
 import torch
 from transformers.feature_extraction_utils import BatchFeature
-from transformers.processing_utils import ProcessorMixin
-from transformers.utils import TensorType, logging
+from transformers.processing_utils import AudioKwargs, ProcessingKwargs, ProcessorMixin
+from transformers.utils import logging
 
 from .errors_avfmae import describe_item
 from .feature_extraction_avfmae import AVFMAEFeatureExtractor, draw_audio_gain
-from .random_avfmae import RandomSource, as_numpy_random
+from .random_avfmae import as_numpy_random
 from .video_decoding_avfmae import VideoSource
 from .video_processing_avfmae import (
     DEFAULT_FRAME_RATE,
     AVFMAEVideoProcessor,
+    AVFMAEVideoProcessorKwargs,
     ProcessedClip,
     audio_sample_range,
     batch_feature,
@@ -32,6 +33,32 @@ MISSING_AUDIO_POLICIES = ("error", "silence")
 # An audio slice may exceed the spectrogram's span by this share before a warning says that the end of the frames'
 # span is not heard (at the official 25 fps a window's slice is 64 / (n - 1) of the track, about the 2.56 s span).
 AUDIO_SPAN_TOLERANCE = 0.1
+
+
+class AVFMAEVideosKwargs(AVFMAEVideoProcessorKwargs, total=False):
+    """The video options of a processor call: every [`AVFMAEVideoProcessor`] option, and the `"test"` segment."""
+
+    test_segment: int
+
+
+class AVFMAEAudioKwargs(AudioKwargs, total=False):
+    """The audio options of a processor call (see [`AVFMAEFeatureExtractor`]); `sampling_rate` may be one per video."""
+
+    sampling_rate: int | list[int] | None
+    audio_gain_jitter: bool | None
+    audio_gains: Any
+
+
+class AVFMAEProcessorKwargs(ProcessingKwargs, total=False):
+    """Keyword arguments of [`AVFMAEProcessor.__call__`], in transformers' typed processor-kwargs layout: per modality
+    (`videos_kwargs`, `audio_kwargs`), common (`common_kwargs`: `return_tensors`) or flat (`generator`, shared by
+    the frame sampling and the audio gains). Every modality option may also be passed flat, e.g.
+    `sampling_mode="sliding"`. The processor's own settings (`missing_audio`, `align_audio`) are not call
+    arguments."""
+
+    videos_kwargs: AVFMAEVideosKwargs
+    audio_kwargs: AVFMAEAudioKwargs
+    generator: Any
 
 
 class AVFMAEProcessor(ProcessorMixin):
@@ -53,9 +80,8 @@ class AVFMAEProcessor(ProcessorMixin):
     and `window_padded`; frame folders and arrays are timed at 25 fps.
 
     Args:
-        image_processor ([`AVFMAEVideoProcessor`], *optional*): the video processor (held under the name
-            `image_processor` so that `AutoProcessor` loads it through `AutoImageProcessor`, which works without
-            torchvision; see [`AVFMAEVideoProcessor`]).
+        video_processor ([`AVFMAEVideoProcessor`], *optional*): the video processor (loaded by `AutoProcessor`
+            through `AutoVideoProcessor`).
         feature_extractor ([`AVFMAEFeatureExtractor`], *optional*): the audio feature extractor.
         missing_audio (`str`, defaults to `"error"`): what to do with a video that has no audio stream when no audio
             is given: `"error"` raises [`MissingAudioError`]; `"silence"` uses a silent track of the video's length
@@ -86,9 +112,11 @@ class AVFMAEProcessor(ProcessorMixin):
     ```
     """
 
+    valid_processor_kwargs = AVFMAEProcessorKwargs
+
     def __init__(
         self,
-        image_processor: AVFMAEVideoProcessor | None = None,
+        video_processor: AVFMAEVideoProcessor | None = None,
         feature_extractor: AVFMAEFeatureExtractor | None = None,
         missing_audio: str = "error",
         align_audio: bool = True,
@@ -99,7 +127,7 @@ class AVFMAEProcessor(ProcessorMixin):
         self.missing_audio = missing_audio
         self.align_audio = align_audio
         super().__init__(
-            image_processor if image_processor is not None else AVFMAEVideoProcessor(),
+            video_processor if video_processor is not None else AVFMAEVideoProcessor(),
             feature_extractor if feature_extractor is not None else AVFMAEFeatureExtractor(),
             **kwargs,
         )
@@ -115,27 +143,21 @@ class AVFMAEProcessor(ProcessorMixin):
             AVFMAEFeatureExtractor(max_length=audio.max_length, num_mel_bins=audio.num_mel_bins),
         )
 
-    @property
-    def video_processor(self) -> AVFMAEVideoProcessor:
-        """The video processor (the same object as `image_processor`)."""
-        return self.image_processor
+    def _check_kwargs(self, kwargs: dict) -> None:
+        """Raise `TypeError` for a call argument that no part of the processor takes."""
+        modalities = ("videos_kwargs", "audio_kwargs", "common_kwargs")
+        valid = set(AVFMAEProcessorKwargs.__annotations__) | {"return_tensors", "common_kwargs"}
+        valid |= set(AVFMAEVideosKwargs.__annotations__) | set(AVFMAEAudioKwargs.__annotations__)
+        unknown = set(kwargs) - valid
+        for modality in modalities:
+            unknown |= {f"{modality}[{key!r}]" for key in kwargs.get(modality, {}) if key not in valid}
+        for modality in ("text_kwargs", "images_kwargs"):  # no text or image inputs
+            unknown |= {f"{modality}[{key!r}]" for key in kwargs.get(modality) or {}}
+        if unknown:
+            raise TypeError(f"AVFMAEProcessor got unknown arguments {sorted(unknown)}.")
 
     def __call__(
-        self,
-        videos: object = None,
-        audio: object = None,
-        sampling_rate: int | Sequence[int] | None = None,
-        return_tensors: str | TensorType | None = None,
-        sampling_mode: str | None = None,
-        test_segment: int = 0,
-        generator: RandomSource = None,
-        do_face_crop: bool | None = None,
-        missing_audio: str | None = None,
-        align_audio: bool | None = None,
-        audio_gain_jitter: bool | None = None,
-        audio_gains: Sequence[float] | float | None = None,
-        window_hop: int | None = None,
-        **kwargs,
+        self, videos: object = None, audio: object = None, **kwargs: Unpack[AVFMAEProcessorKwargs]
     ) -> BatchFeature:
         """Process a video or a batch of videos with their audio.
 
@@ -146,26 +168,32 @@ class AVFMAEProcessor(ProcessorMixin):
             audio (*optional*): the audio of each video, in the same order: waveforms (arrays or tensors, mono or
                 several channels), or paths / bytes of audio files. `None` reads each video's own audio stream. With
                 `videos=None`, only `audio_values` are computed (whole waveforms).
-            sampling_rate (`int` or list of `int`, *optional*): sampling rate(s) of waveforms given as arrays.
-            return_tensors (`str`, *optional*): `"pt"` for torch tensors, `"np"` or `None` for numpy arrays.
-            sampling_mode (`str`, *optional*): `"center"`, `"uniform"`, `"sliding"`, `"train"` or `"test"` (see
-                [`AVFMAEVideoProcessor`]).
-            window_hop (`int`, *optional*): start-to-start distance of the `"sliding"` windows in source frames
-                (default half a window, 32 frames); must be positive.
-            test_segment (`int`, defaults to 0): segment index in the `"test"` mode.
-            generator (*optional*): randomness of the `"train"` mode and of `audio_gain_jitter`: a
-                `numpy.random.Generator`, a `numpy.random.RandomState` or an `int` seed (seeds a `RandomState`,
-                drawn in the official order: each video's window, then its audio gain).
-            do_face_crop (`bool`, *optional*): override the video processor's setting.
-            missing_audio (`str`, *optional*), align_audio (`bool`, *optional*): override the instance settings.
-            audio_gain_jitter (`bool`, *optional*), audio_gains (*optional*): the official random audio gain (see
-                [`AVFMAEFeatureExtractor`]).
+            kwargs ([`AVFMAEProcessorKwargs`]): flat or grouped (`videos_kwargs={...}`, `audio_kwargs={...}`):
+                - video options: any [`AVFMAEVideoProcessor`] option (`sampling_mode`: `"center"`, `"uniform"`,
+                  `"sliding"`, `"train"` or `"test"`; `window_hop`: start-to-start distance of the `"sliding"`
+                  windows in source frames, default half a window = 32, must be positive; `do_face_crop`, `size`,
+                  ...) and `test_segment` (segment index in the `"test"` mode, default 0);
+                - audio options: `sampling_rate` (`int` or one per video) of waveforms given as arrays,
+                  `audio_gain_jitter` and `audio_gains` (the official random audio gain, see
+                  [`AVFMAEFeatureExtractor`]);
+                - `generator`: randomness of the `"train"` mode and of `audio_gain_jitter`: a
+                  `numpy.random.Generator`, a `numpy.random.RandomState` or an `int` seed (seeds a `RandomState`,
+                  drawn in the official order: each video's window, then its audio gain);
+                - `return_tensors`: `"pt"` for torch tensors, `"np"` or `None` for numpy arrays.
+            An argument that none of these names raises `TypeError`.
         """
-        if kwargs:
-            logger.warning_once(f"AVFMAEProcessor ignores the arguments {sorted(kwargs)}.")
+        self._check_kwargs(kwargs)
         if videos is None and audio is None:
             raise ValueError("Pass `videos`, `audio` or both.")
+        merged = self._merge_kwargs(AVFMAEProcessorKwargs, **kwargs)
+        video_options, audio_options = dict(merged["videos_kwargs"]), dict(merged["audio_kwargs"])
+        return_tensors = video_options.pop("return_tensors", None)
+        return_tensors = audio_options.pop("return_tensors", None) or return_tensors
+        generator = merged.get("generator")
         generator = as_numpy_random(generator) if generator is not None else None
+        sampling_rate = audio_options.pop("sampling_rate", None)
+        audio_gain_jitter = audio_options.pop("audio_gain_jitter", None)
+        audio_gains = audio_options.pop("audio_gains", None)
         if videos is None:
             return self.feature_extractor(
                 audio,
@@ -174,11 +202,12 @@ class AVFMAEProcessor(ProcessorMixin):
                 audio_gain_jitter=audio_gain_jitter,
                 generator=generator,
                 audio_gains=audio_gains,
+                **audio_options,
             )
-        missing_audio = missing_audio or self.missing_audio
-        if missing_audio not in MISSING_AUDIO_POLICIES:
-            raise ValueError(f"Unknown missing_audio {missing_audio!r}; choose one of {MISSING_AUDIO_POLICIES}.")
-        align_audio = self.align_audio if align_audio is None else align_audio
+        self.feature_extractor.check_unsupported(**audio_options)
+        missing_audio, align_audio = self.missing_audio, self.align_audio
+        test_segment = video_options.pop("test_segment", None) or 0
+        options = self.video_processor.resolve_options(**video_options)
         videos = split_videos(videos)
         audios = _split_audio(audio, len(videos))
         rates = list(sampling_rate) if isinstance(sampling_rate, (list, tuple)) else [sampling_rate] * len(videos)
@@ -190,20 +219,12 @@ class AVFMAEProcessor(ProcessorMixin):
                 raise ValueError(f"Got {len(audio_gains)} audio gains for {len(videos)} videos.")
         jitter = self.feature_extractor.audio_gain_jitter if audio_gain_jitter is None else audio_gain_jitter
 
-        sliding = (sampling_mode or self.image_processor.sampling_mode) == "sliding"
-        pixel_values = None if sliding else self.image_processor.allocate(len(videos))
+        sliding = options["sampling_mode"] == "sliding"
+        pixel_values = None if sliding else self.video_processor.allocate(len(videos), options)
         waveforms, clips = [], []
         for index, video in enumerate(videos):
-            video_clips = self.image_processor.process_video(
-                video,
-                index,
-                sampling_mode,
-                test_segment,
-                generator,
-                do_face_crop,
-                None if sliding else pixel_values[index],
-                window_hop,
-            )
+            out = None if pixel_values is None else pixel_values[index]
+            video_clips = self.video_processor.process_video(video, index, test_segment, generator, out, options)
             try:
                 waveform = self._video_waveform(video_clips[0].source, audios[index], rates[index], missing_audio)
             finally:
@@ -213,10 +234,8 @@ class AVFMAEProcessor(ProcessorMixin):
                 waveforms.append((self._clip_waveform(clip, waveform) if align_audio else waveform, gain))
             clips.extend(video_clips)
 
-        if sliding:
-            pixel_values = self.image_processor.allocate(len(clips))
-            for row, clip in enumerate(clips):
-                pixel_values[row].copy_(clip.pixel_values)
+        if pixel_values is None:
+            pixel_values = self.video_processor.stack_clips(clips, options)
         audio_values = new_output_tensor(
             len(clips), 1, self.feature_extractor.max_length, self.feature_extractor.num_mel_bins
         )
@@ -224,7 +243,8 @@ class AVFMAEProcessor(ProcessorMixin):
             audio_values[row] = self.feature_extractor.compute_fbank(waveform, gain)
         data = clip_outputs(pixel_values, clips, sliding)
         data["audio_values"] = audio_values
-        return batch_feature(data, return_tensors)
+        outputs = batch_feature(data, return_tensors)
+        return outputs.to(options["device"]) if options["device"] is not None else outputs
 
     def _video_waveform(
         self, source: VideoSource, audio: object, sampling_rate: int | None, missing_audio: str

@@ -185,7 +185,7 @@ class AVFMAEVideoDataset(torch.utils.data.Dataset):
             same data; call [`set_epoch`] every epoch ([`AVFMAETrainer`] does). Without a seed, each item draws its
             randomness from torch's global generator (seeded per `DataLoader` worker by torch, and by `set_seed`).
         test_segments (`Sequence[int]`, *optional*): the segments of the `"test"` mode; defaults to all
-            `processor.image_processor.num_test_segments`. With more than one, an item holds every view:
+            `processor.video_processor.num_test_segments`. With more than one, an item holds every view:
             `pixel_values` `(num_views, T, 3, H, W)` and `audio_values` `(num_views, 1, time, mel)`, which
             [`AVFMAETrainer`] averages (softmax mean, the official protocol).
         audio_gain_jitter (`bool`, *optional*): the official random audio gain (Beta(10, 10) + 0.5); defaults to on
@@ -226,7 +226,7 @@ class AVFMAEVideoDataset(torch.utils.data.Dataset):
         self.sampling_mode = sampling_mode
         self.seed = seed
         self.epoch = 0
-        num_segments = processor.image_processor.num_test_segments
+        num_segments = processor.video_processor.num_test_segments
         self.test_segments = tuple(range(num_segments) if test_segments is None else test_segments)
         if sampling_mode == "test" and not self.test_segments:
             raise ValueError("The test mode needs at least one test segment.")
@@ -253,7 +253,7 @@ class AVFMAEVideoDataset(torch.utils.data.Dataset):
 
     def _process(self, entry: ListEntry, sampling_mode: str, test_segment: int, generator) -> dict[str, torch.Tensor]:
         if not self.use_audio:
-            outputs = self.processor.image_processor(
+            outputs = self.processor.video_processor(
                 entry.video,
                 sampling_mode=sampling_mode,
                 test_segment=test_segment,
@@ -699,7 +699,7 @@ def load_model_and_processor(
     else:
         processor = AVFMAEProcessor.for_model_config(model.config)
     if do_face_crop is not None:
-        processor.image_processor.do_face_crop = do_face_crop
+        processor.video_processor.do_face_crop = do_face_crop
     return model, processor
 
 

@@ -246,11 +246,14 @@ class FrameArraySource(VideoSource):
     """Frames held in memory: a `(T, H, W, C)`, `(T, C, H, W)` or `(T, H, W)` array or tensor (uint8, or float in
     [0, 1]), or a list of frames (arrays, tensors or PIL images, channels last; sizes may differ between frames).
 
-    The layout of a 4-D video is told by which axis holds 1 to 4 channels (see [`channel_axis_of_video`]): the
-    `(T, C, H, W)` tensors of torchvision and torchcodec decoders work as they come.
+    The layout of a 4-D video is `input_data_format` (`"channels_first"` or `"channels_last"`) when given, else told
+    by which axis holds 1 to 4 channels (see [`channel_axis_of_video`]): the `(T, C, H, W)` tensors of torchvision
+    and torchcodec decoders work as they come.
     """
 
-    def __init__(self, frames: object, index: int | None = None, name: object = None):
+    def __init__(
+        self, frames: object, index: int | None = None, name: object = None, input_data_format: str | None = None
+    ):
         super().__init__(index, name if name is not None else "frames")
         if isinstance(frames, torch.Tensor):
             frames = frames.detach().cpu()
@@ -262,8 +265,12 @@ class FrameArraySource(VideoSource):
                     f"a frame array must have shape (frames, height, width[, channels]) or (frames, channels, height, "
                     f"width), got {tuple(frames.shape)}.",
                 )
-            if frames.ndim == 4 and channel_axis_of_video(frames.shape, self) == 1:
-                frames = frames.transpose(0, 2, 3, 1)
+            if frames.ndim == 4:
+                channel_axis = {"channels_first": 1, "channels_last": 3}.get(str(input_data_format or ""))
+                if channel_axis is None:
+                    channel_axis = channel_axis_of_video(frames.shape, self)
+                if channel_axis == 1:
+                    frames = frames.transpose(0, 2, 3, 1)
             frames = list(frames)
         self.frames = list(frames)
         self.num_frames = len(self.frames)
@@ -507,7 +514,8 @@ class ContainerVideoSource(VideoSource):
         the frames that are decoded are unchanged). Without distinct timestamps every frame is decoded and counted."""
         av = import_av()
         codec = self._container.streams.video[0].codec_context
-        codec.thread_count = self.num_threads
+        if not codec.is_open:
+            codec.thread_count = self.num_threads
         wanted = set(indices.tolist())
         pts = [packet.pts for packet in self._video_packets]
         index_of_pts = {value: position for position, value in enumerate(sorted(pts))}
@@ -705,7 +713,11 @@ def check_path(source: object, index: int | None = None) -> None:
 
 
 def open_video(
-    source: object, index: int | None = None, backend: str | None = None, num_threads: int = 1
+    source: object,
+    index: int | None = None,
+    backend: str | None = None,
+    num_threads: int = 1,
+    input_data_format: str | None = None,
 ) -> VideoSource:
     """Open any supported video input.
 
@@ -716,6 +728,8 @@ def open_video(
         index (`int`, *optional*): batch position, used in error messages.
         backend (`str`, *optional*): `"pyav"` (default) or `"decord"` for encoded videos.
         num_threads (`int`, defaults to 1): decoding threads per video.
+        input_data_format (`str`, *optional*): `"channels_first"` or `"channels_last"` for 4-D frame arrays (see
+            [`FrameArraySource`]).
     """
     if isinstance(source, (str, os.PathLike)):
         check_path(source, index)
@@ -733,7 +747,7 @@ def open_video(
             raise EmptyInputError("the file object is empty.", index, source)
         return ContainerVideoSource(data, backend, index, name=source, num_threads=num_threads)
     if isinstance(source, (np.ndarray, torch.Tensor, list, tuple)):
-        return FrameArraySource(source, index)
+        return FrameArraySource(source, index, input_data_format=input_data_format)
     raise InvalidFramesError(
         f"unsupported video input of type {type(source).__name__}; pass a path, bytes, a file object, a frame "
         f"folder or an array of frames.",

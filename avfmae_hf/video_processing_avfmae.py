@@ -32,12 +32,16 @@ the official datasets' rate).
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TypedDict
+from typing import Any, Unpack
 
 import numpy as np
 import torch
-from transformers.image_processing_utils import BaseImageProcessor, BatchFeature
+from huggingface_hub.dataclasses import validate_typed_dict
+from transformers.feature_extraction_utils import BatchFeature
+from transformers.image_utils import ChannelDimension, PILImageResampling
+from transformers.processing_utils import VideosKwargs
 from transformers.utils import TensorType, logging
+from transformers.video_processing_utils import BaseVideoProcessor
 
 from .errors_avfmae import AudioAlignmentError, describe_item
 from .face_detection_avfmae import FaceDetector, crop_faces, get_face_detector
@@ -228,21 +232,23 @@ def constant_rate_frame_map(timestamps: np.ndarray | None, tolerance: float = 0.
     return np.clip(np.searchsorted(timestamps, ticks + 1e-9, side="right") - 1, 0, len(timestamps) - 1)
 
 
-class AVFMAEVideoProcessorKwargs(TypedDict, total=False):
-    num_frames: int
+class AVFMAEVideoProcessorKwargs(VideosKwargs, total=False):
+    """transformers' video-processor options plus AVF-MAE++'s own (see [`AVFMAEVideoProcessor`])."""
+
     frame_stride: int
     sampling_mode: str
     window_hop: int | None
     num_test_segments: int
-    size: dict
-    image_mean: list
-    image_std: list
     do_face_crop: bool | None
-    face_detector: str
+    face_detector: Any
     face_alignment: str
     face_crop_size: int
     smooth_face_track: bool
     video_backend: str | None
+
+
+# Keys that saved configurations carry besides the options.
+SERIALISATION_KEYS = {"video_processor_type", "image_processor_type", "processor_class", "auto_map"}
 
 
 @dataclass
@@ -269,28 +275,37 @@ def frame_rate_of(source: VideoSource) -> float:
     return float(source.fps or DEFAULT_FRAME_RATE)
 
 
-class AVFMAEVideoProcessor(BaseImageProcessor):
+class AVFMAEVideoProcessor(BaseVideoProcessor):
     r"""
-    Video processor of AVF-MAE++: samples, face-crops, resizes and normalises 16 frames per video.
+    Video processor of AVF-MAE++: samples, face-crops, resizes and normalises 16 frames per clip.
 
-    It derives from `BaseImageProcessor` and is registered with `AutoImageProcessor`, as VideoMAE's image processor
-    handles videos: transformers' `BaseVideoProcessor` and `AutoVideoProcessor` require torchvision (without it
-    `AutoVideoProcessor` is a placeholder that cannot load anything, so `AutoProcessor` could not rebuild a processor
-    holding a video processor), while this class needs only PIL, numpy, torch and OpenCV.
+    A transformers video processor (`BaseVideoProcessor`, loaded by `AutoVideoProcessor`, saved as
+    `video_preprocessor_config.json`). Every option below can be given to the constructor, to `from_pretrained` (which
+    overrides the saved value) or to the call (for that call only); an unknown option raises `TypeError`, a value it
+    cannot honour raises `ValueError`.
 
     Args:
         num_frames (`int`, defaults to 16): frames per clip.
-        frame_stride (`int`, defaults to 4): distance between sampled frames in the `"train"` and `"test"` modes (the
-            official `sampling_rate`).
+        frame_stride (`int`, defaults to 4): distance between sampled frames (the official `sampling_rate`).
         sampling_mode (`str`, defaults to `"center"`): `"center"`, `"uniform"`, `"sliding"`, `"train"` or `"test"`
             (module docstring).
         window_hop (`int`, *optional*): start-to-start distance of the `"sliding"` windows in source frames; default
             half a window (32 frames for the official geometry).
         num_test_segments (`int`, defaults to 2): segments per video in the `"test"` mode (official: 2).
-        size (`dict[str, int]`, defaults to `{"height": 160, "width": 160}`): output frame size; every frame is
-            resized to it with PIL's bilinear filter, without keeping the aspect ratio.
-        image_mean (`list[float]`, defaults to ImageNet's `[0.485, 0.456, 0.406]`), image_std (`list[float]`, defaults
-            to `[0.229, 0.224, 0.225]`): normalisation after scaling pixels to [0, 1].
+        do_resize (`bool`, defaults to `True`): resize every frame to `size`.
+        size (`dict[str, int]`, defaults to `{"height": 160, "width": 160}`): `{"height", "width"}` resizes to exactly
+            that size without keeping the aspect ratio (the official evaluation); `{"shortest_edge": n}` keeps it.
+        resample (`PILImageResampling`, defaults to `BILINEAR`): PIL's resampling filter (the official one).
+        do_center_crop (`bool`, defaults to `False`), crop_size (`dict[str, int]`, *optional*): crop the centre
+            `crop_size` of each resized frame.
+        do_rescale (`bool`, defaults to `True`), rescale_factor (`float`, defaults to `1 / 255`): scale pixels.
+        do_normalize (`bool`, defaults to `True`), image_mean (`list[float]`, defaults to ImageNet's
+            `[0.485, 0.456, 0.406]`), image_std (`list[float]`, defaults to `[0.229, 0.224, 0.225]`): normalise.
+        do_convert_rgb (`bool`, defaults to `True`): frames become RGB (grey repeated, alpha dropped); the model takes
+            RGB, so `False` raises.
+        input_data_format (`str`, *optional*): `"channels_last"` or `"channels_first"` for array and tensor videos;
+            by default the layout is told by the axis holding 1-4 channels.
+        device (`str`, *optional*): device of the returned tensors.
         do_face_crop (`bool`, *optional*): crop and align the face before resizing. `None` (default) crops faces in
             encoded videos (paths, bytes, file objects) and not in frame folders or frame arrays, which are taken to
             be face crops already (the official datasets' frames are OpenFace-aligned faces).
@@ -304,54 +319,66 @@ class AVFMAEVideoProcessor(BaseImageProcessor):
         video_backend (`str`, *optional*): `"pyav"` (default) or `"decord"` (optional dependency) for encoded videos;
             a file decord cannot read is read with PyAV (with a warning).
 
-    Output of `__call__`: [`BatchFeature`] with `pixel_values` `(batch_size, num_frames, 3, height, width)` float32
-    and, when face cropping ran for at least one video, `face_found` `(batch_size,)` bool: `False` where no face was
-    detected in any sampled frame and the central square of each frame was used instead (a warning is logged); `True`
-    otherwise (a face was found, or face cropping was off for that video).
+    `do_sample_frames=False` takes every frame of each video as it is, unsampled (videos of the same length batch;
+    the audio is the whole track). transformers' options that do not fit the model's clip geometry raise when set:
+    `fps`, `video_metadata`, `return_metadata=True`, `do_pad=True`, a `data_format` other than channels first.
+
+    Output of `__call__`: [`BatchFeature`] with `pixel_values` `(num_clips, num_frames, 3, height, width)` float32
+    (one clip per video, or one per window in the `"sliding"` mode, see [`preprocess`]) and, when face cropping ran
+    for at least one video, `face_found` `(num_clips,)` bool: `False` where no face was detected in any sampled frame
+    and the central square of each frame was used instead (a warning is logged); `True` otherwise.
     """
 
     model_input_names = ["pixel_values"]
     valid_kwargs = AVFMAEVideoProcessorKwargs
 
-    def __init__(
-        self,
-        num_frames: int = 16,
-        frame_stride: int = 4,
-        sampling_mode: str = "center",
-        window_hop: int | None = None,
-        num_test_segments: int = 2,
-        size: dict | None = None,
-        image_mean: Sequence[float] = IMAGENET_DEFAULT_MEAN,
-        image_std: Sequence[float] = IMAGENET_DEFAULT_STD,
-        do_face_crop: bool | None = None,
-        face_detector: "str | FaceDetector" = "mtcnn",
-        face_alignment: str = "landmarks",
-        face_crop_size: int = 256,
-        smooth_face_track: bool = True,
-        video_backend: str | None = None,
-        **kwargs,
-    ):
-        kwargs.pop("image_processor_type", None)
+    # an int `size` is the shortest edge, as in VideoMAE
+    default_to_square = False
+    num_frames = 16
+    frame_stride = 4
+    sampling_mode = "center"
+    window_hop = None
+    num_test_segments = 2
+    do_resize = True
+    size = {"height": 160, "width": 160}
+    resample = PILImageResampling.BILINEAR
+    do_center_crop = False
+    crop_size = None
+    do_rescale = True
+    rescale_factor = 1 / 255
+    do_normalize = True
+    image_mean = list(IMAGENET_DEFAULT_MEAN)
+    image_std = list(IMAGENET_DEFAULT_STD)
+    do_convert_rgb = True
+    do_sample_frames = True
+    do_face_crop = None
+    face_detector = "mtcnn"
+    face_alignment = "landmarks"
+    face_crop_size = 256
+    smooth_face_track = True
+    video_backend = None
+
+    def __init__(self, **kwargs: Unpack[AVFMAEVideoProcessorKwargs]):
+        unknown = sorted(set(kwargs) - set(self.valid_kwargs.__annotations__) - SERIALISATION_KEYS)
+        if unknown:
+            raise TypeError(f"AVFMAEVideoProcessor got unknown arguments {unknown}.")
+        for key in ("video_processor_type", "image_processor_type"):
+            kwargs.pop(key, None)
+        detector = kwargs.get("face_detector")
+        if isinstance(detector, FaceDetector):
+            kwargs["face_detector"] = type(detector).__name__
         super().__init__(**kwargs)
-        if sampling_mode not in SAMPLING_MODES:
-            raise ValueError(f"Unknown sampling_mode {sampling_mode!r}; choose one of {SAMPLING_MODES}.")
-        if face_alignment not in FACE_ALIGNMENTS:
-            raise ValueError(f"Unknown face_alignment {face_alignment!r}; choose one of {FACE_ALIGNMENTS}.")
-        self.num_frames = num_frames
-        self.frame_stride = frame_stride
-        self.sampling_mode = sampling_mode
-        self.window_hop = window_hop
-        self.num_test_segments = num_test_segments
-        self.size = dict(size) if size is not None else {"height": 160, "width": 160}
-        self.image_mean = list(image_mean)
-        self.image_std = list(image_std)
-        self.do_face_crop = do_face_crop
-        self._face_detector_instance = face_detector if isinstance(face_detector, FaceDetector) else None
-        self.face_detector = type(face_detector).__name__ if self._face_detector_instance else face_detector
-        self.face_alignment = face_alignment
-        self.face_crop_size = face_crop_size
-        self.smooth_face_track = smooth_face_track
-        self.video_backend = video_backend
+        self._face_detector_instance = detector if isinstance(detector, FaceDetector) else None
+        self.resolve_options()  # a setting that cannot be honoured raises now, not at the first call
+
+    @classmethod
+    def from_dict(cls, video_processor_dict: dict, **kwargs):
+        """As transformers' `from_dict`, but an argument that is not an option raises instead of being dropped."""
+        kwargs.pop("use_fast", None)  # AutoVideoProcessor's choice between implementations: there is one
+        unknown = sorted(set(kwargs) - set(cls.valid_kwargs.__annotations__) - {"return_unused_kwargs"})
+        if unknown and not kwargs.get("return_unused_kwargs"):
+            raise TypeError(f"AVFMAEVideoProcessor got unknown arguments {unknown}.")
+        return super().from_dict(video_processor_dict, **kwargs)
 
     def to_dict(self) -> dict:
         output = super().to_dict()
@@ -359,14 +386,75 @@ class AVFMAEVideoProcessor(BaseImageProcessor):
             del output[key]
         return output
 
-    def get_face_detector(self) -> FaceDetector:
-        """The detector instance (built on first use and kept)."""
+    def get_face_detector(self, face_detector: "str | FaceDetector | None" = None) -> FaceDetector:
+        """The detector instance for `face_detector` (default: this processor's, built on first use and kept)."""
+        if isinstance(face_detector, FaceDetector):
+            return face_detector
+        if face_detector is not None and face_detector != self.face_detector:
+            return get_face_detector(face_detector)
         if self._face_detector_instance is None:
             self._face_detector_instance = get_face_detector(self.face_detector)
         return self._face_detector_instance
 
-    def transform_frames(self, frames: Sequence[np.ndarray], out: torch.Tensor | None = None) -> torch.Tensor:
-        """Resize (PIL bilinear, to `size`), scale to [0, 1] and normalise RGB uint8 frames.
+    def resolve_options(self, **kwargs) -> dict:
+        """The options of one call: `kwargs` (given, not `None`) over this processor's settings, checked.
+
+        Raises `TypeError` for a name that is not an option and `ValueError` for a value that cannot be honoured.
+        """
+        valid = self.valid_kwargs.__annotations__
+        unknown = sorted(set(kwargs) - set(valid))
+        if unknown:
+            raise TypeError(f"AVFMAEVideoProcessor got unknown arguments {unknown}; the options are {sorted(valid)}.")
+        validate_typed_dict(self.valid_kwargs, kwargs)
+        options = {key: getattr(self, key, None) for key in valid}
+        options.update({key: value for key, value in kwargs.items() if value is not None})
+        options = self._standardize_kwargs(**options)
+        if options["sampling_mode"] not in SAMPLING_MODES:
+            raise ValueError(f"Unknown sampling_mode {options['sampling_mode']!r}; choose one of {SAMPLING_MODES}.")
+        if options["face_alignment"] not in FACE_ALIGNMENTS:
+            raise ValueError(f"Unknown face_alignment {options['face_alignment']!r}; choose one of {FACE_ALIGNMENTS}.")
+        unsupported = {
+            "do_convert_rgb": options["do_convert_rgb"] is False,
+            "fps": options["fps"] is not None,
+            "video_metadata": options["video_metadata"] is not None,
+            "return_metadata": bool(options["return_metadata"]),
+            "do_pad": bool(options["do_pad"]),
+            "data_format": options["data_format"] not in (None, "channels_first", ChannelDimension.FIRST),
+            "input_data_format": options["input_data_format"]
+            not in (None, "channels_first", "channels_last", ChannelDimension.FIRST, ChannelDimension.LAST),
+        }
+        if any(unsupported.values()):
+            names = {key: options[key] for key, bad in unsupported.items() if bad}
+            raise ValueError(
+                f"AVFMAEVideoProcessor cannot honour {names}: it takes RGB clips of `num_frames` frames sampled with "
+                f"`sampling_mode`, channels first."
+            )
+        size, crop_size = options["size"], options["crop_size"]
+        if options["do_resize"] and not (size is not None and ((size.height and size.width) or size.shortest_edge)):
+            raise ValueError(f"size must be {{'height', 'width'}} or {{'shortest_edge'}}, got {size}.")
+        if options["do_center_crop"] and not (crop_size is not None and crop_size.height and crop_size.width):
+            raise ValueError(f"do_center_crop needs crop_size {{'height', 'width'}}, got {crop_size}.")
+        try:
+            options["resample"] = import_pil_image().Resampling(int(options["resample"]))
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"resample must be a PIL resampling filter, got {options['resample']!r}.") from error
+        return options
+
+    def output_size(self, options: dict | None = None) -> tuple[int, int] | None:
+        """`(height, width)` of the output frames, or `None` when it depends on the input (a `shortest_edge` size
+        without a crop, or no resize)."""
+        options = options or self.resolve_options()
+        if options["do_center_crop"]:
+            return options["crop_size"].height, options["crop_size"].width
+        if options["do_resize"] and options["size"].height and options["size"].width:
+            return options["size"].height, options["size"].width
+        return None
+
+    def transform_frames(
+        self, frames: Sequence[np.ndarray], out: torch.Tensor | None = None, options: dict | None = None
+    ) -> torch.Tensor:
+        """Resize (PIL, to `size`), centre-crop, rescale and normalise RGB uint8 frames, as `options` (see
+        [`resolve_options`]; default: this processor's settings) say.
 
         Args:
             frames: `(height, width, 3)` uint8 RGB frames.
@@ -374,51 +462,89 @@ class AVFMAEVideoProcessor(BaseImageProcessor):
                 batch), which saves a copy.
 
         Returns:
-            `torch.Tensor` of shape `(len(frames), 3, size["height"], size["width"])`, float32.
+            `torch.Tensor` of shape `(len(frames), 3, height, width)`, float32.
         """
+        options = options or self.resolve_options()
         image_module = import_pil_image()
-        target = (self.size["width"], self.size["height"])
-        resized = [
-            frame
-            if frame.shape[1::-1] == target
-            else np.asarray(image_module.fromarray(frame).resize(target, image_module.Resampling.BILINEAR))
-            for frame in frames
-        ]
-        clip = torch.from_numpy(np.stack(resized)).permute(0, 3, 1, 2)
+        frames = [self._resize_and_crop(frame, options, image_module) for frame in frames]
+        if len({frame.shape for frame in frames}) > 1:
+            raise ValueError(
+                "The frames of a clip have different sizes after resizing; pass size={'height': ..., 'width': ...} or "
+                "a crop_size."
+            )
+        clip = torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2)
         if out is None:
             out = torch.empty(clip.shape, dtype=torch.float32)
         out.copy_(clip)
-        # (x / 255 - mean) / std as one multiply-add per pixel.
-        mean = torch.tensor(self.image_mean, dtype=torch.float64).view(1, 3, 1, 1)
-        std = torch.tensor(self.image_std, dtype=torch.float64).view(1, 3, 1, 1)
-        return out.mul_((1.0 / (255.0 * std)).float()).add_((-mean / std).float())
+        # rescale and normalise as one multiply-add per pixel: x * factor / std - mean / std
+        factor = float(options["rescale_factor"]) if options["do_rescale"] else 1.0
+        if not options["do_normalize"]:
+            return out.mul_(factor)
+        mean = torch.tensor(np.broadcast_to(options["image_mean"], 3), dtype=torch.float64).view(1, 3, 1, 1)
+        std = torch.tensor(np.broadcast_to(options["image_std"], 3), dtype=torch.float64).view(1, 3, 1, 1)
+        return out.mul_((factor / std).float()).add_((-mean / std).float())
 
-    def allocate(self, batch_size: int) -> torch.Tensor:
-        """An empty `pixel_values` batch `(batch_size, num_frames, 3, height, width)`, float32 (see
-        [`new_output_tensor`])."""
-        return new_output_tensor(batch_size, self.num_frames, 3, self.size["height"], self.size["width"])
+    @staticmethod
+    def _resize_and_crop(frame: np.ndarray, options: dict, image_module) -> np.ndarray:
+        if options["do_resize"]:
+            size, (height, width) = options["size"], frame.shape[:2]
+            if size.height and size.width:
+                target = (size.width, size.height)
+            else:  # shortest edge, aspect ratio kept
+                short, long = sorted((height, width))
+                long = int(size.shortest_edge * long / short)
+                target = (long, size.shortest_edge) if width >= height else (size.shortest_edge, long)
+            if frame.shape[1::-1] != target:
+                frame = np.asarray(image_module.fromarray(frame).resize(target, options["resample"]))
+        if options["do_center_crop"]:
+            crop, (height, width) = options["crop_size"], frame.shape[:2]
+            if crop.height > height or crop.width > width:
+                raise ValueError(f"crop_size {dict(crop)} is larger than the {width}x{height} frame.")
+            top, left = (height - crop.height) // 2, (width - crop.width) // 2
+            frame = frame[top : top + crop.height, left : left + crop.width]
+        return frame
+
+    def allocate(self, num_clips: int, options: dict | None = None) -> torch.Tensor | None:
+        """An empty `pixel_values` tensor `(num_clips, num_frames, 3, height, width)`, float32 (see
+        [`new_output_tensor`]), or `None` when the frame size depends on the input (see [`output_size`])."""
+        options = options or self.resolve_options()
+        size = self.output_size(options)
+        if size is None or not options["do_sample_frames"]:
+            return None
+        return new_output_tensor(num_clips, options["num_frames"], 3, *size)
+
+    def stack_clips(self, clips: list["ProcessedClip"], options: dict) -> torch.Tensor:
+        """The clips' `pixel_values` in one tensor (clips of different frame sizes raise)."""
+        shapes = {tuple(clip.pixel_values.shape) for clip in clips}
+        if len(shapes) > 1:
+            raise ValueError(
+                f"The clips have different shapes {sorted(shapes)} and cannot be batched; pass size={{'height': ..., "
+                f"'width': ...}} or a crop_size."
+            )
+        pixel_values = new_output_tensor(len(clips), *shapes.pop())
+        for row, clip in enumerate(clips):
+            pixel_values[row].copy_(clip.pixel_values)
+        return pixel_values
 
     def sample(
-        self,
-        total_frames: int,
-        sampling_mode: str | None = None,
-        test_segment: int = 0,
-        generator: RandomSource = None,
-        window_hop: int | None = None,
+        self, total_frames: int, test_segment: int = 0, generator: RandomSource = None, options: dict | None = None
     ) -> list[FrameSampling]:
         """The clips to take from a video of `total_frames` frames: one, or every window in the `"sliding"` mode."""
-        sampling_mode = sampling_mode or self.sampling_mode
-        if sampling_mode == "sliding":
-            window_hop = self.window_hop if window_hop is None else window_hop
-            return sliding_window_samplings(total_frames, self.num_frames, self.frame_stride, window_hop)
+        options = options or self.resolve_options()
+        if not options["do_sample_frames"]:
+            return [FrameSampling(np.arange(total_frames), 0, total_frames - 1, total_frames)]
+        if options["sampling_mode"] == "sliding":
+            return sliding_window_samplings(
+                total_frames, options["num_frames"], options["frame_stride"], options["window_hop"]
+            )
         return [
             sample_frame_indices(
                 total_frames,
-                mode=sampling_mode,
-                num_frames=self.num_frames,
-                frame_stride=self.frame_stride,
+                mode=options["sampling_mode"],
+                num_frames=options["num_frames"],
+                frame_stride=options["frame_stride"],
                 test_segment=test_segment,
-                num_test_segments=self.num_test_segments,
+                num_test_segments=options["num_test_segments"],
                 generator=generator,
             )
         ]
@@ -426,16 +552,15 @@ class AVFMAEVideoProcessor(BaseImageProcessor):
     def process_source(
         self,
         source: VideoSource,
-        sampling_mode: str | None = None,
         test_segment: int = 0,
         generator: RandomSource = None,
-        do_face_crop: bool | None = None,
         out: torch.Tensor | None = None,
-        window_hop: int | None = None,
+        options: dict | None = None,
     ) -> list[ProcessedClip]:
         """Sample, face-crop and transform the clips of one opened video (one clip, or every window in the
-        `"sliding"` mode); with `out` (a tensor of shape `(num_frames, 3, height, width)`), a single clip is written
-        into it (see [`transform_frames`])."""
+        `"sliding"` mode) with `options` (see [`resolve_options`]; default: this processor's settings); with `out`
+        (a tensor of shape `(num_frames, 3, height, width)`), a single clip is written into it."""
+        options = options or self.resolve_options()
         item = describe_item(source.index, source.name)
         frame_map = constant_rate_frame_map(source.timestamps)
         if frame_map is not None:
@@ -444,26 +569,28 @@ class AVFMAEVideoProcessor(BaseImageProcessor):
                 f"clip (each showing the frame on screen at that time) before sampling and audio alignment."
             )
         total_frames = len(frame_map) if frame_map is not None else source.num_frames
-        samplings = self.sample(total_frames, sampling_mode, test_segment, generator, window_hop)
+        samplings = self.sample(total_frames, test_segment, generator, options)
         if out is not None and len(samplings) != 1:
             raise ValueError("`out` takes one clip; the 'sliding' mode gives one per window.")
-        do_face_crop = self.do_face_crop if do_face_crop is None else do_face_crop
+        do_face_crop = options["do_face_crop"]
         if do_face_crop is None:
             do_face_crop = source.is_encoded
         fps = frame_rate_of(source)
-        window = self.num_frames * self.frame_stride
+        window = options["num_frames"] * options["frame_stride"]
+        # one read for all windows: a decoder goes through the file once
+        indices = np.concatenate([sampling.indices for sampling in samplings])
+        all_frames = source.read_frames(frame_map[indices] if frame_map is not None else indices)
         clips = []
-        for sampling in samplings:
-            frame_indices = frame_map[sampling.indices] if frame_map is not None else sampling.indices
-            frames = source.read_frames(frame_indices)
+        for number, sampling in enumerate(samplings):
+            frames = all_frames[number * len(sampling.indices) : (number + 1) * len(sampling.indices)]
             face_found = None
             if do_face_crop:
                 result = crop_faces(
                     frames,
-                    self.get_face_detector(),
-                    size=self.face_crop_size,
-                    use_landmarks=self.face_alignment == "landmarks",
-                    smooth=self.smooth_face_track,
+                    self.get_face_detector(options["face_detector"]),
+                    size=options["face_crop_size"],
+                    use_landmarks=options["face_alignment"] == "landmarks",
+                    smooth=options["smooth_face_track"],
                 )
                 frames, face_found = result.crops, result.face_found
                 if not face_found:
@@ -473,7 +600,7 @@ class AVFMAEVideoProcessor(BaseImageProcessor):
             start = int(sampling.indices[0])
             clips.append(
                 ProcessedClip(
-                    self.transform_frames(frames, out),
+                    self.transform_frames(frames, out, options),
                     sampling,
                     face_found,
                     source,
@@ -487,18 +614,19 @@ class AVFMAEVideoProcessor(BaseImageProcessor):
         self,
         video: object,
         index: int | None = None,
-        sampling_mode: str | None = None,
         test_segment: int = 0,
         generator: RandomSource = None,
-        do_face_crop: bool | None = None,
         out: torch.Tensor | None = None,
-        window_hop: int | None = None,
+        options: dict | None = None,
     ) -> list[ProcessedClip]:
         """Open one video input (see [`open_video`]) and process its clips (see [`process_source`]); the source stays
         open for its audio (close it with `clips[0].source.close()`)."""
-        source = open_video(video, index=index, backend=self.video_backend)
+        options = options or self.resolve_options()
+        source = open_video(
+            video, index=index, backend=options["video_backend"], input_data_format=options["input_data_format"]
+        )
         try:
-            return self.process_source(source, sampling_mode, test_segment, generator, do_face_crop, out, window_hop)
+            return self.process_source(source, test_segment, generator, out, options)
         except BaseException:
             source.close()
             raise
@@ -506,13 +634,10 @@ class AVFMAEVideoProcessor(BaseImageProcessor):
     def preprocess(
         self,
         videos: object,
-        sampling_mode: str | None = None,
         test_segment: int = 0,
         generator: RandomSource = None,
-        do_face_crop: bool | None = None,
-        window_hop: int | None = None,
         return_tensors: str | TensorType | None = None,
-        **kwargs,
+        **kwargs: Unpack[AVFMAEVideoProcessorKwargs],
     ) -> BatchFeature:
         """Process one video or a list of videos.
 
@@ -520,13 +645,12 @@ class AVFMAEVideoProcessor(BaseImageProcessor):
             videos: one video or a list. A video is a path (file or frame folder), bytes, a binary file object, a
                 `(T, H, W[, C])` or `(T, C, H, W)` array or tensor (uint8, or float in [0, 1]; see
                 [`~video_decoding_avfmae.FrameArraySource`]), or a list of frames (arrays, tensors or PIL images).
-            sampling_mode (`str`, *optional*): override `self.sampling_mode`.
             test_segment (`int`, defaults to 0): segment index in the `"test"` mode.
             generator (*optional*): randomness of the `"train"` mode (see [`sample_frame_indices`]); one generator
                 serves the whole batch in order.
-            do_face_crop (`bool`, *optional*): override `self.do_face_crop`.
-            window_hop (`int`, *optional*): override `self.window_hop` (the `"sliding"` mode).
             return_tensors (`str`, *optional*): `"pt"` or `"np"`.
+            kwargs: any option of the class (`sampling_mode`, `window_hop`, `size`, `do_normalize`, `image_mean`,
+                `do_face_crop`, ...), for this call only.
 
         Returns:
             [`BatchFeature`] with `pixel_values` `(num_clips, num_frames, 3, height, width)`: one clip per video, or
@@ -535,25 +659,21 @@ class AVFMAEVideoProcessor(BaseImageProcessor):
             the video is shorter than one window, which was padded). `face_found` (bool, one per clip) when face
             cropping ran.
         """
-        if kwargs:
-            logger.warning_once(f"AVFMAEVideoProcessor ignores the arguments {sorted(kwargs)}.")
+        options = self.resolve_options(**kwargs)
         generator = as_numpy_random(generator) if generator is not None else None
         videos = split_videos(videos)
-        sliding = (sampling_mode or self.sampling_mode) == "sliding"
-        pixel_values = None if sliding else self.allocate(len(videos))
+        sliding = options["sampling_mode"] == "sliding"
+        pixel_values = None if sliding else self.allocate(len(videos), options)
         clips = []
         for index, video in enumerate(videos):
-            out = None if sliding else pixel_values[index]
-            video_clips = self.process_video(
-                video, index, sampling_mode, test_segment, generator, do_face_crop, out, window_hop
-            )
+            out = None if pixel_values is None else pixel_values[index]
+            video_clips = self.process_video(video, index, test_segment, generator, out, options)
             video_clips[0].source.close()
             clips.extend(video_clips)
-        if sliding:
-            pixel_values = self.allocate(len(clips))
-            for row, clip in enumerate(clips):
-                pixel_values[row].copy_(clip.pixel_values)
-        return batch_feature(clip_outputs(pixel_values, clips, sliding), return_tensors)
+        if pixel_values is None:
+            pixel_values = self.stack_clips(clips, options)
+        outputs = batch_feature(clip_outputs(pixel_values, clips, sliding), return_tensors)
+        return outputs.to(options["device"]) if options["device"] is not None else outputs
 
     def __call__(self, videos: object, **kwargs) -> BatchFeature:
         return self.preprocess(videos, **kwargs)

@@ -80,8 +80,8 @@ def test_cli_conversion_of_the_fixtures_reproduces_the_official_outputs(
     # the matching processor is saved beside the model, sized for it
     processor = AutoProcessor.from_pretrained(folder)
     assert type(processor) is AVFMAEProcessor
-    assert processor.image_processor.num_frames == model.config.video_config.num_frames
-    assert processor.image_processor.size == {"height": 16, "width": 16}
+    assert processor.video_processor.num_frames == model.config.video_config.num_frames
+    assert processor.video_processor.size == {"height": 16, "width": 16}
     assert processor.feature_extractor.max_length == model.config.audio_config.max_length == 32
     assert processor.feature_extractor.num_mel_bins == model.config.audio_config.num_mel_bins == 16
 

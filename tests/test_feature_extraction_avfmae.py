@@ -3,6 +3,7 @@
 
 import json
 import os
+import unittest
 
 import numpy as np
 import pytest
@@ -12,6 +13,7 @@ from safetensors.numpy import load_file
 
 from avfmae_hf import AudioTooShortError, AVFMAEConfig, AVFMAEFeatureExtractor, UnusableAudioError
 from avfmae_hf.feature_extraction_avfmae import draw_audio_gain
+from tests.transformers_suite import import_common
 
 
 FIXTURE_DIR = os.path.join(os.path.dirname(__file__), "fixtures", "official", "audio_fbank")
@@ -182,3 +184,45 @@ def test_save_load_round_trip(tmp_path):
         assert isinstance(loaded, AVFMAEFeatureExtractor)
         assert loaded.to_dict() == extractor.to_dict()
     assert AVFMAEConfig.model_type == "avfmae"
+
+
+def test_unknown_and_unsupported_call_arguments_raise(extractor):
+    waveform = np.zeros(16000, np.float32)
+    with pytest.raises(TypeError, match="unknown arguments"):
+        extractor(waveform, sampling_rate=16000, audio_gain=2.0)
+    with pytest.raises(ValueError, match="cannot honour"):
+        extractor(waveform, sampling_rate=16000, padding="max_length")
+
+
+class AVFMAEFeatureExtractionTester:
+    """Inputs for transformers' feature-extraction mixins: spectrogram-like `(length, feature_size)` sequences, which
+    `pad` (inherited from `SequenceFeatureExtractor`) pads and truncates."""
+
+    def __init__(self, batch_size=7, min_seq_length=40, max_seq_length=200, feature_size=24):
+        self.batch_size = batch_size
+        self.min_seq_length = min_seq_length
+        self.max_seq_length = max_seq_length
+        self.seq_length_diff = (max_seq_length - min_seq_length) // (batch_size - 1)
+        self.feature_size = feature_size
+
+    def prepare_feat_extract_dict(self):
+        return {"feature_size": self.feature_size, "num_mel_bins": self.feature_size, "max_length": 64}
+
+    def prepare_inputs_for_common(self, equal_length=False, numpify=False):
+        rng = np.random.default_rng(0)
+        lengths = (
+            [self.max_seq_length] * self.batch_size
+            if equal_length
+            else range(self.min_seq_length, self.max_seq_length, self.seq_length_diff)
+        )
+        inputs = [rng.random((length, self.feature_size)).tolist() for length in lengths]
+        return [np.asarray(x) for x in inputs] if numpify else inputs
+
+
+class AVFMAEFeatureExtractionTest(
+    import_common("test_sequence_feature_extraction_common").SequenceFeatureExtractionTestMixin, unittest.TestCase
+):
+    feature_extraction_class = AVFMAEFeatureExtractor
+
+    def setUp(self):
+        self.feat_extract_tester = AVFMAEFeatureExtractionTester()

@@ -2,6 +2,8 @@
 """AVFMAEProcessor: one call from videos to model inputs, audio aligned to the sampled frames, bad items named,
 serialisation and AutoProcessor."""
 
+import unittest
+
 import numpy as np
 import pytest
 import torch
@@ -20,6 +22,7 @@ from avfmae_hf.feature_extraction_avfmae import draw_audio_gain
 from avfmae_hf.video_decoding_avfmae import open_video
 from avfmae_hf.video_processing_avfmae import sample_frame_indices
 from tests.media import synthetic
+from tests.transformers_suite import import_common
 
 
 @pytest.fixture(scope="module")
@@ -187,13 +190,14 @@ def test_no_audio_stream_is_an_error_by_default(processor, processor_no_audio_cl
     with pytest.raises(MissingAudioError, match="item 0.*no audio stream"):
         processor(videos=processor_no_audio_clip, do_face_crop=False)
     with caplog.at_level("WARNING"):
-        inputs = processor(videos=processor_no_audio_clip, do_face_crop=False, missing_audio="silence")
+        inputs = AVFMAEProcessor(missing_audio="silence")(videos=processor_no_audio_clip, do_face_crop=False)
     assert "silence" in caplog.text and "item 0" in caplog.text
     silent = inputs["audio_values"][0, 0]
     # 1.6 s of silence: 158 frames at log(epsilon), then padding.
     assert np.allclose(silent[:158], silent[0, 0]) and silent[0, 0] < -1
-    quiet = AVFMAEProcessor(missing_audio="silence")(videos=processor_no_audio_clip, do_face_crop=False)
-    np.testing.assert_array_equal(quiet["audio_values"], inputs["audio_values"])
+    # a setting of the processor, not of the call (transformers' rule for __init__ arguments)
+    with pytest.raises(TypeError, match="missing_audio"):
+        processor(videos=processor_no_audio_clip, missing_audio="silence")
 
 
 def test_audio_shorter_than_one_fbank_window(processor, processor_index_clips):
@@ -232,6 +236,36 @@ def test_official_random_gain_in_the_processor(processor, processor_index_clips)
     np.testing.assert_array_equal(jittered["audio_values"], expected["audio_values"])
 
 
+def test_typed_processor_kwargs(processor, processor_index_clips):
+    """transformers' processor-kwargs layout: grouped per modality or flat, the same result; unknown names raise."""
+    path = processor_index_clips["25fps"]
+    flat = processor(
+        videos=path, sampling_mode="test", test_segment=1, size={"height": 32, "width": 32}, audio_gains=0.8
+    )
+    grouped = processor(
+        videos=path,
+        videos_kwargs={"sampling_mode": "test", "test_segment": 1, "size": {"height": 32, "width": 32}},
+        audio_kwargs={"audio_gains": 0.8},
+    )
+    assert flat["pixel_values"].shape == (1, 16, 3, 32, 32)
+    for key in ("pixel_values", "audio_values"):
+        np.testing.assert_array_equal(flat[key], grouped[key])
+    common = processor(videos=path, common_kwargs={"return_tensors": "pt"}, do_face_crop=False)
+    assert isinstance(common["pixel_values"], torch.Tensor)
+    assert processor.missing_audio == "error" and processor.video_processor.sampling_mode == "center"  # unchanged
+    for kwargs in (
+        {"sampling_mod": "test"},
+        {"videos_kwargs": {"window_hops": 3}},
+        {"text_kwargs": {"padding": True}},
+    ):
+        with pytest.raises(TypeError, match="unknown arguments"):
+            processor(videos=path, **kwargs)
+    with pytest.raises(ValueError, match="two times"):
+        processor(videos=path, sampling_mode="test", videos_kwargs={"sampling_mode": "train"})
+    with pytest.raises(ValueError, match="cannot honour"):
+        processor(videos=path, max_length=100)
+
+
 def test_audio_only_call(processor):
     audio_values = processor(audio=[synthetic.speech_like_audio(2.0)], sampling_rate=16000)["audio_values"]
     assert audio_values.shape == (1, 1, 256, 128)
@@ -240,7 +274,7 @@ def test_audio_only_call(processor):
 
 
 def test_save_load_and_auto_processor(tmp_path, processor_index_clips):
-    from transformers import AutoProcessor
+    from transformers import AutoProcessor, AutoVideoProcessor
 
     processor = AVFMAEProcessor(
         AVFMAEVideoProcessor(num_frames=8, do_face_crop=False),
@@ -249,13 +283,11 @@ def test_save_load_and_auto_processor(tmp_path, processor_index_clips):
     )
     processor.save_pretrained(tmp_path)
     AVFMAEConfig().save_pretrained(tmp_path)
+    # transformers 5 keeps the parts in processor_config.json, where AutoVideoProcessor finds the video processor.
+    assert AutoVideoProcessor.from_pretrained(tmp_path).to_dict() == processor.video_processor.to_dict()
     for loaded in (AVFMAEProcessor.from_pretrained(tmp_path), AutoProcessor.from_pretrained(tmp_path)):
-        assert isinstance(loaded, AVFMAEProcessor)
-        assert (
-            isinstance(loaded.image_processor, AVFMAEVideoProcessor)
-            and loaded.video_processor is loaded.image_processor
-        )
-        assert loaded.image_processor.to_dict() == processor.image_processor.to_dict()
+        assert isinstance(loaded, AVFMAEProcessor) and isinstance(loaded.video_processor, AVFMAEVideoProcessor)
+        assert loaded.video_processor.to_dict() == processor.video_processor.to_dict()
         assert loaded.feature_extractor.to_dict() == processor.feature_extractor.to_dict()
         assert loaded.missing_audio == "silence"
         inputs = loaded(videos=processor_index_clips["short"], return_tensors="pt")
@@ -286,7 +318,7 @@ def test_data_loader_workers(processor_index_clips, processor_face_clip):
 def test_unaligned_audio_and_audio_file_errors(processor, processor_index_clips, tmp_path):
     path = processor_index_clips["25fps"]
     aligned = processor(videos=path, sampling_mode="test", test_segment=1, do_face_crop=False)["audio_values"]
-    whole = processor(videos=path, sampling_mode="test", test_segment=1, do_face_crop=False, align_audio=False)
+    whole = AVFMAEProcessor(align_audio=False)(videos=path, sampling_mode="test", test_segment=1, do_face_crop=False)
     expected = expected_audio_values(processor.feature_extractor, path, (0, 99), 100)
     np.testing.assert_allclose(whole["audio_values"][0], expected.numpy(), atol=1e-6)
     assert not np.allclose(whole["audio_values"], aligned)
@@ -295,3 +327,23 @@ def test_unaligned_audio_and_audio_file_errors(processor, processor_index_clips,
     broken_audio.write_bytes(b"RIFF" + b"\x00" * 100)
     with pytest.raises(ValueError, match=f"item 0 \\({str(broken_audio)!r}\\)"):
         processor(videos=path, audio=str(broken_audio), do_face_crop=False)
+
+
+class AVFMAEProcessorTest(import_common("test_processing_common").ProcessorTesterMixin, unittest.TestCase):
+    """transformers' processor tests with a small processor (8 frames of 32x32, a 64-row spectrogram).
+
+    All that apply pass. The mixin skips by itself what cannot apply: tests of text, tokenizers, chat templates,
+    images and multimodal tokens (AVF-MAE++ takes none), and those that load its remote sample media (offline; they
+    also need torchcodec and librosa)."""
+
+    processor_class = AVFMAEProcessor
+    videos_input_name = "pixel_values"
+    audio_input_name = "audio_values"
+
+    @classmethod
+    def _setup_video_processor(cls):
+        return AVFMAEVideoProcessor(num_frames=8, size={"height": 32, "width": 32})
+
+    @classmethod
+    def _setup_feature_extractor(cls):
+        return AVFMAEFeatureExtractor(max_length=64)

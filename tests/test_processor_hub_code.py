@@ -41,7 +41,7 @@ def test_saved_processor_loads_as_remote_code(tmp_path):
         sys.path.insert(0, {package_root!r})
         from avfmae_hf import AVFMAEFeatureExtractor, AVFMAEProcessor, AVFMAEVideoProcessor
         AVFMAEProcessor.register_for_auto_class("AutoProcessor")
-        AVFMAEVideoProcessor.register_for_auto_class("AutoImageProcessor")
+        AVFMAEVideoProcessor.register_for_auto_class("AutoVideoProcessor")
         AVFMAEFeatureExtractor.register_for_auto_class("AutoFeatureExtractor")
         AVFMAEProcessor(AVFMAEVideoProcessor(num_frames=8)).save_pretrained({str(tmp_path)!r})
         """

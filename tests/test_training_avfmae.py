@@ -46,7 +46,7 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def tiny_processor():
     processor = AVFMAEProcessor.for_model_config(tiny_config())
-    processor.image_processor.do_face_crop = False
+    processor.video_processor.do_face_crop = False
     return processor
 
 

@@ -68,7 +68,7 @@ def tiny_pretrained(tmp_path_factory):
     config = tiny_config()
     AVFMAEForPreTraining(config).save_pretrained(folder)
     processor = AVFMAEProcessor.for_model_config(config)
-    processor.image_processor.do_face_crop = False
+    processor.video_processor.do_face_crop = False
     processor.save_pretrained(folder)
     return folder
 
@@ -122,7 +122,7 @@ def test_finetuning_script_trains_evaluates_and_saves_a_loadable_checkpoint(
         assert model.config.id2label == {0: "calm", 1: "happy", 2: "sad"}
         assert model.config.drop_path_rate == 0.1
         processor = AutoProcessor.from_pretrained(folder)
-        assert isinstance(processor, AVFMAEProcessor) and processor.image_processor.size == {"height": 16, "width": 16}
+        assert isinstance(processor, AVFMAEProcessor) and processor.video_processor.size == {"height": 16, "width": 16}
     assert (output_dir / "checkpoint-2" / "optimizer.pt").is_file()
     trained = load_file(output_dir / "model.safetensors")
     initial = load_file(tiny_pretrained / "model.safetensors")
@@ -202,7 +202,7 @@ def test_pretraining_resumes_exactly(tmp_path, pretraining_list):
     first, last = load_file(straight / "step_1/model.safetensors"), load_file(straight / "model.safetensors")
     assert not all(torch.equal(first[key], last[key]) for key in first), "training changed the weights"
     model = AVFMAEForPreTraining.from_pretrained(resumed)
-    assert AVFMAEProcessor.from_pretrained(resumed).image_processor.size == {"height": 16, "width": 16}
+    assert AVFMAEProcessor.from_pretrained(resumed).video_processor.size == {"height": 16, "width": 16}
     assert model.config.video_config.hidden_size == 32
 
 

@@ -3,6 +3,7 @@
 
 import os
 import pickle
+import unittest
 
 import numpy as np
 import pytest
@@ -201,7 +202,8 @@ def test_sampled_frames_are_the_decoded_frames(processor_index_clips):
     )
     path = processor_index_clips["25fps"]
     for mode, segment in (("center", 0), ("uniform", 0), ("train", 0), ("test", 0), ("test", 1)):
-        (clip,) = processor.process_video(path, 0, mode, segment, generator=np.random.RandomState(3))
+        options = processor.resolve_options(sampling_mode=mode)
+        (clip,) = processor.process_video(path, 0, segment, np.random.RandomState(3), options=options)
         clip.source.close()
         frames = (clip.pixel_values * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
         assert [synthetic.frame_index_of(frame) for frame in frames] == clip.sampling.indices.tolist(), mode
@@ -315,14 +317,90 @@ def test_split_videos():
 
 
 def test_save_load_round_trip(tmp_path):
-    from transformers import AutoImageProcessor
+    from transformers import AutoVideoProcessor
 
     processor = AVFMAEVideoProcessor(num_frames=8, sampling_mode="test", do_face_crop=False, face_alignment="box")
     processor.save_pretrained(tmp_path)
-    for loaded in (AVFMAEVideoProcessor.from_pretrained(tmp_path), AutoImageProcessor.from_pretrained(tmp_path)):
+    assert (tmp_path / "video_preprocessor_config.json").is_file()
+    for loaded in (AVFMAEVideoProcessor.from_pretrained(tmp_path), AutoVideoProcessor.from_pretrained(tmp_path)):
         assert isinstance(loaded, AVFMAEVideoProcessor)
         assert loaded.to_dict() == processor.to_dict()
     assert AVFMAEVideoProcessor.from_pretrained(tmp_path, num_frames=4).num_frames == 4
+    assert AutoVideoProcessor.from_pretrained(tmp_path, do_normalize=False).do_normalize is False
+    with pytest.raises(TypeError, match="num_frame"):
+        AVFMAEVideoProcessor.from_pretrained(tmp_path, num_frame=4)
+
+
+def test_every_option_acts_where_it_is_passed(tmp_path):
+    """Constructor, from_pretrained and call options all act; values written out by hand for flat grey frames."""
+    frames = np.full((16, 20, 30, 3), 128, np.uint8)
+
+    def centre_pixel(processor, **kwargs):
+        return processor(frames, return_tensors="pt", **kwargs)["pixel_values"][0, :, :, 5, 5]
+
+    mean, std = torch.tensor([0.485, 0.456, 0.406]), torch.tensor([0.229, 0.224, 0.225])
+    default = AVFMAEVideoProcessor(size={"height": 10, "width": 10})
+    torch.testing.assert_close(centre_pixel(default)[0], (128 / 255 - mean) / std)
+    torch.testing.assert_close(centre_pixel(default, do_normalize=False)[0], torch.full((3,), 128 / 255))
+    torch.testing.assert_close(centre_pixel(default, do_normalize=False, do_rescale=False)[0], torch.full((3,), 128.0))
+    torch.testing.assert_close(
+        centre_pixel(default, image_mean=[0.5] * 3, image_std=[0.25] * 3)[0],
+        torch.full((3,), (128 / 255 - 0.5) / 0.25),
+    )
+    torch.testing.assert_close(
+        centre_pixel(default, do_normalize=False, rescale_factor=0.5)[0], torch.full((3,), 64.0)
+    )
+    shapes = {
+        "size": default(frames, size={"height": 12, "width": 8})["pixel_values"].shape,
+        "no resize": default(frames, do_resize=False)["pixel_values"].shape,
+        "shortest edge": default(frames, size={"shortest_edge": 10})["pixel_values"].shape,
+        "crop": default(frames, do_center_crop=True, crop_size={"height": 6, "width": 4})["pixel_values"].shape,
+        "num_frames": default(frames, num_frames=4)["pixel_values"].shape,
+        "every frame": default(frames[:7], do_sample_frames=False)["pixel_values"].shape,
+    }
+    assert shapes == {
+        "size": (1, 16, 3, 12, 8),
+        "no resize": (1, 16, 3, 20, 30),
+        "shortest edge": (1, 16, 3, 10, 15),
+        "crop": (1, 16, 3, 6, 4),
+        "num_frames": (1, 4, 3, 10, 10),
+        "every frame": (1, 7, 3, 10, 10),
+    }
+    # PIL's nearest filter keeps a sharp edge that bilinear blurs.
+    edge = np.zeros((16, 4, 4, 3), np.uint8)
+    edge[:, :, 2:] = 255
+    nearest = default(edge, resample=0, do_normalize=False, size={"height": 4, "width": 8})["pixel_values"]
+    assert set(np.unique(nearest)) == {0.0, 1.0}
+    assert len(np.unique(default(edge, do_normalize=False, size={"height": 4, "width": 8})["pixel_values"])) > 2
+    # Constructor and from_pretrained settings persist.
+    plain = AVFMAEVideoProcessor(size={"height": 10, "width": 10}, do_normalize=False)
+    torch.testing.assert_close(centre_pixel(plain)[0], torch.full((3,), 128 / 255))
+    default.save_pretrained(tmp_path)
+    reloaded = AVFMAEVideoProcessor.from_pretrained(tmp_path, do_normalize=False, do_rescale=False)
+    torch.testing.assert_close(centre_pixel(reloaded)[0], torch.full((3,), 128.0))
+    torch.testing.assert_close(centre_pixel(default)[0], (128 / 255 - mean) / std)  # the call changed nothing
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "words"),
+    [
+        ({"num_frame": 4}, TypeError, "unknown arguments"),
+        ({"do_convert_rgb": False}, ValueError, "do_convert_rgb"),
+        ({"fps": 2}, ValueError, "fps"),
+        ({"do_pad": True}, ValueError, "do_pad"),
+        ({"data_format": "channels_last"}, ValueError, "data_format"),
+        ({"size": {"longest_edge": 20}}, ValueError, "size must be"),
+        ({"do_center_crop": True}, ValueError, "crop_size"),
+        ({"resample": "bilinear"}, ValueError, "resample"),
+    ],
+)
+def test_options_that_cannot_act_raise(kwargs, error, words):
+    frames = np.zeros((16, 8, 8, 3), np.uint8)
+    with pytest.raises(error, match=words):
+        AVFMAEVideoProcessor()(frames, **kwargs)
+    if "resample" not in kwargs:  # (the constructor's type check words it differently)
+        with pytest.raises(error, match=words):
+            AVFMAEVideoProcessor(**kwargs)
 
 
 def test_pickles_for_data_loader_workers(processor_index_clips):
@@ -360,3 +438,64 @@ def test_backend_crop_size_smoothing_and_segment_settings(processor_face_clip):
     assert box["face_found"].tolist() == [True] and np.abs(box["pixel_values"] - decord_output).mean() > 0.05
     three = AVFMAEVideoProcessor(num_test_segments=3, sampling_mode="test")
     assert [three.sample(100, test_segment=k)[0].indices[0] for k in range(3)] == [0, 16, 36]
+
+
+class AVFMAEVideoProcessingTester:
+    """Inputs and expected shapes for transformers' `VideoProcessingTestMixin`."""
+
+    def __init__(self, batch_size=3, num_frames=8, num_channels=3, min_resolution=24, max_resolution=40):
+        self.batch_size = batch_size
+        self.num_frames = num_frames
+        self.num_channels = num_channels
+        self.min_resolution = min_resolution
+        self.max_resolution = max_resolution
+
+    def prepare_video_processor_dict(self):
+        # shortest-edge resize then a centre crop, the sizes the mixin's from_dict test expects
+        return {
+            "num_frames": self.num_frames,
+            "size": {"shortest_edge": 20},
+            "do_center_crop": True,
+            "crop_size": {"height": 18, "width": 18},
+            "image_mean": [0.5, 0.5, 0.5],
+            "image_std": [0.5, 0.5, 0.5],
+        }
+
+    def expected_output_video_shape(self, videos):
+        return self.num_frames, 3, 18, 18
+
+    def prepare_video_inputs(self, equal_resolution=False, return_tensors="pil"):
+        return _video_processing_common().prepare_video_inputs(
+            batch_size=self.batch_size,
+            num_frames=self.num_frames,
+            num_channels=self.num_channels,
+            min_resolution=self.min_resolution,
+            max_resolution=self.max_resolution,
+            equal_resolution=equal_resolution,
+            return_tensors=return_tensors,
+        )
+
+
+def _video_processing_common():
+    from tests.transformers_suite import import_common
+
+    return import_common("test_video_processing_common")
+
+
+class AVFMAEVideoProcessingTest(_video_processing_common().VideoProcessingTestMixin, unittest.TestCase):
+    fast_video_processing_class = AVFMAEVideoProcessor
+    input_name = "pixel_values"
+    test_cast_dtype = True
+
+    # Disabled mixin tests, each for an architectural reason (the others pass):
+    @unittest.skip(reason="the official frame geometry: short clips are padded, not refused; fps sampling raises")
+    def test_call_sample_frames(self):
+        pass
+
+    def setUp(self):
+        super().setUp()
+        self.video_processor_tester = AVFMAEVideoProcessingTester()
+
+    @property
+    def video_processor_dict(self):
+        return self.video_processor_tester.prepare_video_processor_dict()

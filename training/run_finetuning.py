@@ -229,7 +229,7 @@ def main(args: list[str] | None = None) -> dict[str, float]:
         **({"ignore_mismatched_sizes": True} if model_args.ignore_mismatched_sizes else {}),
     )
     if data_args.num_test_segments is not None:
-        processor.image_processor.num_test_segments = data_args.num_test_segments
+        processor.video_processor.num_test_segments = data_args.num_test_segments
 
     # 5. Datasets: training windows are random (seeded per epoch and video), evaluation is deterministic
     label2id = model.config.label2id
