@@ -8,6 +8,7 @@ window, and a video's score is the mean of its windows' probabilities. Videos ar
 share a forward pass (`batch_size` windows).
 """
 
+import copy
 import csv
 import os
 import time
@@ -216,7 +217,8 @@ class VideoWindowsDataset(torch.utils.data.Dataset):
         processor ([`AVFMAEProcessor`]): run on each video.
         audios (*optional*): one audio item (or `None`) per video; `None` uses the video's own audio stream, or the
             `.wav` beside a frame folder ([`companion_audio`]).
-        processor_kwargs: passed to every processor call (`sampling_mode`, `window_hop`, `missing_audio`, ...).
+        processor_kwargs: passed to every processor call (`sampling_mode`, `window_hop`, ...); `missing_audio`
+            (`"error"` or `"silence"`) overrides the processor's setting.
     """
 
     def __init__(
@@ -226,6 +228,11 @@ class VideoWindowsDataset(torch.utils.data.Dataset):
         if audios is not None and len(audios) != len(self.videos):
             raise ValueError(f"Got {len(audios)} audio items for {len(self.videos)} videos; pass one per video.")
         self.audios = list(audios) if audios is not None else [None] * len(self.videos)
+        missing_audio = processor_kwargs.pop("missing_audio", None)
+        if missing_audio is not None and missing_audio != processor.missing_audio:
+            # a setting of the processor, not of its call; the caller's processor is left as it is
+            processor = copy.copy(processor)
+            processor.missing_audio = missing_audio
         self.processor = processor
         self.processor_kwargs = processor_kwargs
 

@@ -6,7 +6,10 @@ config (`custom_pipelines`) and carry this file, so that `pipeline(model=folder,
 transformers alone. The file imports only torch and transformers for that reason.
 """
 
+import copy
+
 import torch
+from transformers import AutoProcessor
 from transformers.pipelines.base import Pipeline
 
 
@@ -50,11 +53,20 @@ class AVFMAEAudioVideoClassificationPipeline(Pipeline):
     ```
     """
 
-    _load_processor = True
+    # The processor is loaded here rather than by `pipeline()`, which passes its model-loading arguments (`dtype`,
+    # `code_revision`, ...) on to the processor, whose constructor refuses arguments it does not know.
+    _load_processor = False
     _load_image_processor = False
     _load_feature_extractor = False
     _load_tokenizer = False
     _load_video_processor = False
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.processor is None:
+            # loaded as a repository's code (transformers_modules.*), the user has already trusted that repository
+            remote = not __name__.startswith("avfmae_hf")
+            self.processor = AutoProcessor.from_pretrained(self.model.name_or_path, trust_remote_code=remote)
 
     def _sanitize_parameters(
         self,
@@ -94,9 +106,11 @@ class AVFMAEAudioVideoClassificationPipeline(Pipeline):
         options = {"sampling_mode": "sliding"}
         if window_hop is not None:
             options["window_hop"] = window_hop
+        processor = self.processor
         if missing_audio is not None:
-            options["missing_audio"] = missing_audio
-        processed = self.processor(
+            processor = copy.copy(processor)
+            processor.missing_audio = missing_audio
+        processed = processor(
             videos=[inputs],
             audio=None if audio is None else [audio],
             sampling_rate=sampling_rate,
