@@ -254,6 +254,31 @@ def drop_path_or_identity(drop_prob: float) -> nn.Module:
     return AVFMAEDropPath(drop_prob) if drop_prob > 0.0 else nn.Identity()
 
 
+def has_forward_hooks(module: nn.Module) -> bool:
+    """Whether a forward hook may read `module`'s whole output; then nothing of it may be left uncomputed."""
+    return bool(
+        module._forward_hooks
+        or module._forward_pre_hooks
+        or torch.nn.modules.module._global_forward_hooks
+        or torch.nn.modules.module._global_forward_pre_hooks
+    )
+
+
+def attach_zero_gradients(tensor: torch.Tensor, *modules: nn.Module) -> torch.Tensor:
+    """`tensor` unchanged, with the parameters of `modules` in its graph so that backward gives them zero gradients.
+
+    Used where a branch whose result nobody reads is skipped: the full computation gives its parameters exact zeros,
+    and optimizers treat a zero gradient (weight decay, moment decay) differently from a missing one.
+    """
+    if not torch.is_grad_enabled():
+        return tensor
+    parameters = [parameter for module in modules for parameter in module.parameters() if parameter.requires_grad]
+    if not parameters:
+        return tensor
+    zero = torch.stack([parameter.sum() for parameter in parameters]).sum() * 0
+    return tensor + zero.to(tensor.dtype)
+
+
 def linear_drop_path_rates(max_rate: float, num_layers: int) -> list[float]:
     """Stochastic-depth rates rising linearly from 0 to `max_rate` over `num_layers` layers."""
     if num_layers == 1:
@@ -356,6 +381,11 @@ class AVFMAEAttention(nn.Module):
         attention_output = self.o_proj(attention_output.flatten(-2))
         return attention_output.view(*leading_shape, *attention_output.shape[-2:]), attention_weights
 
+    def single_key_output(self, context: torch.Tensor) -> torch.Tensor:
+        """The output for any query when `context` `(..., 1, context_size)` holds one token: its softmax weight is 1,
+        so the output is that token's projected value, `(..., 1, C)`; queries and keys change nothing."""
+        return self.o_proj(self.v_proj(context))
+
 
 class AVFMAEMLP(nn.Module):
     def __init__(self, hidden_size: int, intermediate_size: int, hidden_act: str = "gelu"):
@@ -402,20 +432,38 @@ class AVFMAELocalGlobalLayer(GradientCheckpointingLayer):
         self.mlp = AVFMAEMLP(hidden_size, tower_config.intermediate_size, tower_config.hidden_act)
         self.drop_path = drop_path_or_identity(drop_path)
 
-    def forward(self, hidden_states: torch.Tensor, **kwargs: Unpack[TransformersKwargs]) -> torch.Tensor:
-        """`hidden_states` `(B, R, 1 + K, C)`, region token first in every region; returns the same shape."""
+    def forward(
+        self, hidden_states: torch.Tensor, read_tokens: str = "all", **kwargs: Unpack[TransformersKwargs]
+    ) -> torch.Tensor:
+        """`hidden_states` `(B, R, 1 + K, C)`, region token first in every region; returns the same shape.
+
+        `read_tokens` names what the caller reads of the output; the rest is not computed: `"local"` returns only the
+        local tokens `(B, R, K, C)` (no local-to-region attention, no MLP on the region tokens), `"region"` only the
+        region tokens `(B, R, 1, C)` (no MLP on the local tokens). The returned values are the same as in `"all"`.
+        """
         batch_size, num_regions, sequence_length, hidden_size = hidden_states.shape
         # 1. local attention, batched over all B * R region sequences
         sequences = hidden_states.view(batch_size * num_regions, sequence_length, hidden_size)
         attention_output, _ = self.local_attention(self.local_attention_norm(sequences), **kwargs)
         sequences = sequences + self.drop_path(attention_output)
         sequences = sequences.view(batch_size, num_regions, sequence_length, hidden_size)
-        region_tokens = sequences[:, :, 0]
-        local_tokens = sequences[:, :, 1:].reshape(batch_size, -1, hidden_size)
+        # one split rather than two slices: its backward concatenates the two gradients instead of zero-filling a
+        # full-size gradient for each slice and copying into it
+        region_tokens, local_tokens = sequences.split([1, sequence_length - 1], dim=2)
+        region_tokens = region_tokens.squeeze(2)
+        local_tokens = local_tokens.reshape(batch_size, -1, hidden_size)
 
         # 2. the region tokens exchange information across regions
         attention_output, _ = self.region_attention(self.region_attention_norm(region_tokens), **kwargs)
         region_tokens = region_tokens + self.drop_path(attention_output)
+        if read_tokens == "local":
+            # the parameters of the skipped step 4 get their zero gradients through the (small) region tokens
+            region_tokens = attach_zero_gradients(
+                region_tokens,
+                self.local_to_region_attention_norm,
+                self.local_to_region_context_norm,
+                self.local_to_region_attention,
+            )
 
         # 3. every local token reads the region tokens
         attention_output, _ = self.region_to_local_attention(
@@ -425,6 +473,15 @@ class AVFMAELocalGlobalLayer(GradientCheckpointingLayer):
         )
         local_tokens = local_tokens + self.drop_path(attention_output)
 
+        if read_tokens == "local":
+            # steps 4 and 5 of the region tokens are left out; the draw of step 4's drop-path is still made, so that
+            # the random stream (and the MLP's drop-path below) stays that of the full layer
+            if self.training and isinstance(self.drop_path, AVFMAEDropPath):
+                self.drop_path(region_tokens)
+            local_tokens = local_tokens.view(batch_size * num_regions, -1, hidden_size)
+            local_tokens = local_tokens + self.drop_path(self.mlp(self.mlp_norm(local_tokens)))
+            return local_tokens.view(batch_size, num_regions, -1, hidden_size)
+
         # 4. every region token reads all local tokens of its sample
         attention_output, _ = self.local_to_region_attention(
             self.local_to_region_attention_norm(region_tokens),
@@ -432,6 +489,12 @@ class AVFMAELocalGlobalLayer(GradientCheckpointingLayer):
             **kwargs,
         )
         region_tokens = region_tokens + self.drop_path(attention_output)
+
+        if read_tokens == "region":
+            # one row per region sequence, as in the full MLP below, so drop-path draws the same numbers
+            region_tokens = region_tokens.reshape(batch_size * num_regions, 1, hidden_size)
+            region_tokens = region_tokens + self.drop_path(self.mlp(self.mlp_norm(region_tokens)))
+            return region_tokens.view(batch_size, num_regions, 1, hidden_size)
 
         # 5. MLP on every token of every region sequence
         sequences = torch.cat(
@@ -460,12 +523,14 @@ class AVFMAELocalGlobalEncoder(nn.Module):
         self,
         embeddings: torch.Tensor,
         bool_masked_pos: torch.BoolTensor | None = None,
+        skip_unread: bool = True,
         **kwargs: Unpack[TransformersKwargs],
     ) -> tuple[torch.Tensor, ...]:
         """Runs every layer on `embeddings` `(B, N, C)`.
 
         Returns one tensor per layer, after `layernorm`: the region tokens `(B, R, C)` without a mask, the local
-        tokens `(B, N_vis, C)` (region by region) with `bool_masked_pos` `(B, N)`.
+        tokens `(B, N_vis, C)` (region by region) with `bool_masked_pos` `(B, N)`. With `skip_unread`, the last layer
+        computes only those tokens (unless a forward hook watches it); the results are the same.
         """
         grid, region_size = self.tower_config.token_grid(), self.tower_config.region_grid_size()
         batch_size, _, hidden_size = embeddings.shape
@@ -478,12 +543,17 @@ class AVFMAELocalGlobalEncoder(nn.Module):
         hidden_states = torch.cat([region_tokens, local_tokens], dim=2)
 
         layer_outputs = []
+        last_layer = self.layers[-1]
         for layer in self.layers:
-            hidden_states = layer(hidden_states, **kwargs)
+            read_tokens = "all"
+            if layer is last_layer and skip_unread and not has_forward_hooks(layer):
+                read_tokens = "region" if bool_masked_pos is None else "local"
+            hidden_states = layer(hidden_states, read_tokens=read_tokens, **kwargs)
             if bool_masked_pos is None:
                 layer_outputs.append(self.layernorm(hidden_states[:, :, 0]))
             else:
-                layer_outputs.append(self.layernorm(hidden_states[:, :, 1:].reshape(batch_size, -1, hidden_size)))
+                local_tokens = hidden_states if read_tokens == "local" else hidden_states[:, :, 1:]
+                layer_outputs.append(self.layernorm(local_tokens.reshape(batch_size, -1, hidden_size)))
         return tuple(layer_outputs)
 
 
@@ -643,11 +713,14 @@ class AVFMAEIterativeCorrelationModule(nn.Module):
         video_states: torch.Tensor,
         audio_states: torch.Tensor,
         overall: torch.Tensor,
+        skip_unread: bool = True,
         **kwargs: Unpack[TransformersKwargs],
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """`video_states` `(B, N_v, C)`, `audio_states` `(B, N_a, C)`, `overall` `(B, M, 2C)`.
 
         Returns the fused video `(B, N_v, C)` and audio `(B, N_a, C)` tokens and the refined overall `(B, M, C)`.
+        With `skip_unread` and a single overall token (pretraining), the final cross-attention computes only its
+        value side, which is all its output depends on.
         """
         overall = self.overall_projection(overall)
         video_stages, audio_stages = [], []
@@ -661,14 +734,27 @@ class AVFMAEIterativeCorrelationModule(nn.Module):
         audio_states = self.audio_aggregation(torch.stack(audio_stages, dim=2), **kwargs)
 
         overall_context = self.overall_context_norm(overall)
-        attention_output, _ = self.overall_attention(
-            self.video_overall_norm(video_states), context=overall_context, **kwargs
-        )
-        video_states = video_states + self.drop_path(attention_output)
-        attention_output, _ = self.overall_attention(
-            self.audio_overall_norm(audio_states), context=overall_context, **kwargs
-        )
-        audio_states = audio_states + self.drop_path(attention_output)
+        if skip_unread and overall_context.shape[1] == 1:
+            # one key: every softmax weight is 1, so the queries (and their norms) change nothing
+            attention_output = attach_zero_gradients(
+                self.overall_attention.single_key_output(overall_context),
+                self.overall_attention.q_proj,
+                self.overall_attention.k_proj,
+                self.video_overall_norm,
+                self.audio_overall_norm,
+            )
+            # drop-path draws one number per sample, as for the full (B, N, C) output
+            video_states = video_states + self.drop_path(attention_output)
+            audio_states = audio_states + self.drop_path(attention_output)
+        else:
+            attention_output, _ = self.overall_attention(
+                self.video_overall_norm(video_states), context=overall_context, **kwargs
+            )
+            video_states = video_states + self.drop_path(attention_output)
+            attention_output, _ = self.overall_attention(
+                self.audio_overall_norm(audio_states), context=overall_context, **kwargs
+            )
+            audio_states = audio_states + self.drop_path(attention_output)
 
         video_states = video_states + self.drop_path(self.video_output_mlp(self.video_output_mlp_norm(video_states)))
         audio_states = audio_states + self.drop_path(self.audio_output_mlp(self.audio_output_mlp_norm(audio_states)))
@@ -907,7 +993,11 @@ class AVFMAEModel(AVFMAEPreTrainedModel):
         output_hidden_states = kwargs.pop("output_hidden_states", None)
         if output_hidden_states is None:
             output_hidden_states = self.config.output_hidden_states
-        kwargs.pop("output_attentions", None)
+        output_attentions = kwargs.pop("output_attentions", None)
+        if output_attentions is None:
+            output_attentions = self.config.output_attentions
+        # every attention's weights are returned when asked for, so no attention may be skipped then
+        skip_unread = not output_attentions
         use_audio = self.config.use_audio
         if use_audio and audio_values is None:
             raise ValueError(
@@ -925,7 +1015,7 @@ class AVFMAEModel(AVFMAEPreTrainedModel):
             video_bool_masked_pos = check_mask(
                 "video_bool_masked_pos", video_bool_masked_pos, batch_size, video_embeddings.shape[1]
             )
-        video_layers = self.video_encoder(video_embeddings, video_bool_masked_pos, **kwargs)
+        video_layers = self.video_encoder(video_embeddings, video_bool_masked_pos, skip_unread=skip_unread, **kwargs)
 
         if not use_audio:
             video_states = video_layers[-1]
@@ -945,7 +1035,7 @@ class AVFMAEModel(AVFMAEPreTrainedModel):
             audio_bool_masked_pos = check_mask(
                 "audio_bool_masked_pos", audio_bool_masked_pos, batch_size, audio_embeddings.shape[1]
             )
-        audio_layers = self.audio_encoder(audio_embeddings, audio_bool_masked_pos, **kwargs)
+        audio_layers = self.audio_encoder(audio_embeddings, audio_bool_masked_pos, skip_unread=skip_unread, **kwargs)
 
         video_states, audio_states = video_layers[-1], audio_layers[-1]
         if masked:
@@ -962,7 +1052,9 @@ class AVFMAEModel(AVFMAEPreTrainedModel):
                 ],
                 dim=-1,
             )
-        video_states, audio_states, overall = self.fusion(video_states, audio_states, overall, **kwargs)
+        video_states, audio_states, overall = self.fusion(
+            video_states, audio_states, overall, skip_unread=skip_unread, **kwargs
+        )
         return AVFMAEModelOutput(
             video_last_hidden_state=video_states,
             audio_last_hidden_state=audio_states,

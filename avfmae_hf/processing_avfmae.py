@@ -36,9 +36,13 @@ AUDIO_SPAN_TOLERANCE = 0.1
 
 
 class AVFMAEVideosKwargs(AVFMAEVideoProcessorKwargs, total=False):
-    """The video options of a processor call: every [`AVFMAEVideoProcessor`] option, and the `"test"` segment."""
+    """The video options of a processor call: every [`AVFMAEVideoProcessor`] option, the `"test"` segment and the
+    hooks of the training augmentations (see [`AVFMAEVideoProcessor.process_source`]; the audio follows the frames
+    `frame_sampler` picks)."""
 
     test_segment: int
+    frame_sampler: Any
+    frame_transform: Any
 
 
 class AVFMAEAudioKwargs(AudioKwargs, total=False):
@@ -172,7 +176,8 @@ class AVFMAEProcessor(ProcessorMixin):
                 - video options: any [`AVFMAEVideoProcessor`] option (`sampling_mode`: `"center"`, `"uniform"`,
                   `"sliding"`, `"train"` or `"test"`; `window_hop`: start-to-start distance of the `"sliding"`
                   windows in source frames, default half a window = 32, must be positive; `do_face_crop`, `size`,
-                  ...) and `test_segment` (segment index in the `"test"` mode, default 0);
+                  ...), `test_segment` (segment index in the `"test"` mode, default 0) and the augmentation hooks
+                  `frame_sampler` / `frame_transform` (see [`AVFMAEVideoProcessor.process_source`]);
                 - audio options: `sampling_rate` (`int` or one per video) of waveforms given as arrays,
                   `audio_gain_jitter` and `audio_gains` (the official random audio gain, see
                   [`AVFMAEFeatureExtractor`]);
@@ -207,6 +212,7 @@ class AVFMAEProcessor(ProcessorMixin):
         self.feature_extractor.check_unsupported(**audio_options)
         missing_audio, align_audio = self.missing_audio, self.align_audio
         test_segment = video_options.pop("test_segment", None) or 0
+        hooks = {key: video_options.pop(key, None) for key in ("frame_sampler", "frame_transform")}
         options = self.video_processor.resolve_options(**video_options)
         videos = split_videos(videos)
         audios = _split_audio(audio, len(videos))
@@ -224,7 +230,9 @@ class AVFMAEProcessor(ProcessorMixin):
         waveforms, clips = [], []
         for index, video in enumerate(videos):
             out = None if pixel_values is None else pixel_values[index]
-            video_clips = self.video_processor.process_video(video, index, test_segment, generator, out, options)
+            video_clips = self.video_processor.process_video(
+                video, index, test_segment, generator, out, options, **hooks
+            )
             try:
                 waveform = self._video_waveform(video_clips[0].source, audios[index], rates[index], missing_audio)
             finally:

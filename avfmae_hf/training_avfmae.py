@@ -23,6 +23,7 @@ from torch import nn
 from transformers import AutoConfig, EvalPrediction, ProcessorMixin, Trainer, TrainerCallback
 from transformers.utils import logging
 
+from .augmentation_avfmae import MixupCutmix, soft_target_cross_entropy
 from .configuration_avfmae import AVFMAEConfig
 from .inference_avfmae import load_processor
 from .labels_avfmae import parse_id2label, resolve_labels
@@ -44,7 +45,8 @@ REFERENCE_BATCH_SIZE = 256
 
 METRICS_DIR = Path(__file__).resolve().parent / "metrics"
 CLASSIFICATION_METRICS = ("uar", "war", "weighted_f1")
-REGRESSION_METRICS = ("ccc",)
+REGRESSION_METRICS = ("ccc", "pcc", "mse")
+MULTI_LABEL_METRICS = ("multilabel_f1",)
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -103,6 +105,9 @@ def read_list_file(
     - official pretraining lists: `<video.mp4> <label>` (the label is a dummy there), or just `<video.mp4>`;
     - CSV with a header row naming the columns: `video` (required), `audio` and `label` (optional); for several
       regression targets, `label` holds them separated by spaces.
+    - multi-label classification: `<frames_dir> <audio.wav> <label> [<label> ...]` (every label of the video, as
+      indices or names), or a CSV whose `label` column holds them separated by spaces; the label is a tuple of
+      class indices.
 
     Labels are class indices or, with `label2id`, class names. Empty lines and lines starting with `#` are skipped.
     Relative paths are taken relative to `root` (default: the list file's folder); paths in the space-separated
@@ -110,8 +115,6 @@ def read_list_file(
     """
     if problem_type not in PROBLEM_TYPES:
         raise ValueError(f"Unknown problem_type {problem_type!r}; choose one of {PROBLEM_TYPES}.")
-    if problem_type == MULTI_LABEL:
-        raise ValueError("List files hold one label per video; multi-label targets are not supported.")
     path = Path(path)
     root = path.parent if root is None else Path(root)
     lines = path.read_text().splitlines()
@@ -129,6 +132,11 @@ def read_list_file(
             if len(fields) < 3:
                 raise ValueError(f"{where}: expected `<frames_dir> <audio> <value> [<value> ...]`, got {line!r}.")
             video, audio, label = fields[0], fields[1], _parse_values(fields[2:], where)
+        elif problem_type == MULTI_LABEL:
+            if len(fields) < 3:
+                raise ValueError(f"{where}: expected `<frames_dir> <audio> <label> [<label> ...]`, got {line!r}.")
+            video, audio = fields[0], fields[1]
+            label = tuple(_parse_label(text, label2id, where) for text in fields[2:])
         elif len(fields) == 3:
             video, audio, label = fields[0], fields[1], _parse_label(fields[2], label2id, where)
         elif len(fields) == 2:
@@ -157,6 +165,8 @@ def _read_csv(path: Path, root: Path, label2id: Mapping[str, int] | None, proble
             label = None
         elif problem_type == REGRESSION:
             label = _parse_values(label.split(), where)
+        elif problem_type == MULTI_LABEL:
+            label = tuple(_parse_label(text, label2id, where) for text in label.split())
         else:
             label = _parse_label(label, label2id, where)
         audio = (row.get("audio") or "").strip() or None
@@ -195,6 +205,12 @@ class AVFMAEVideoDataset(torch.utils.data.Dataset):
             [`read_list_file`]).
         with_labels (`bool`, defaults to `True`): add `labels` to each item (every entry must have one).
         use_audio (`bool`, defaults to `True`): `False` leaves out `audio_values` (video-only models).
+        num_labels (`int`, *optional*): the number of classes, needed for multi-label targets (multi-hot `labels`);
+            defaults to the size of `label2id`.
+        augmentation (*optional*): per-clip training augmentations, e.g. [`FineTuningAugmentation`] (RandAugment on
+            the resized uint8 frames, then after normalisation random resized crop, flip and random erasing, in the
+            official order) or [`PretrainingAugmentation`] (random temporal start, multi-scale crop). Its draws come
+            from the item's random source (see `seed`). Not with the `"test"` mode.
 
     Each item is a dict of tensors: `pixel_values` `(T, 3, H, W)`, `audio_values` `(1, time, mel)` and `labels`
     (a long scalar for classification, float `(num_targets,)` for regression).
@@ -212,6 +228,8 @@ class AVFMAEVideoDataset(torch.utils.data.Dataset):
         problem_type: str = SINGLE_LABEL,
         with_labels: bool = True,
         use_audio: bool = True,
+        augmentation=None,
+        num_labels: int | None = None,
     ):
         if sampling_mode not in SAMPLING_MODES:
             raise ValueError(f"Unknown sampling_mode {sampling_mode!r}; choose one of {SAMPLING_MODES}.")
@@ -234,6 +252,17 @@ class AVFMAEVideoDataset(torch.utils.data.Dataset):
         self.problem_type = problem_type
         self.with_labels = with_labels
         self.use_audio = use_audio
+        if augmentation is not None and sampling_mode == "test":
+            raise ValueError("Training augmentations do not apply to the 'test' sampling mode (evaluation views).")
+        self.augmentation = augmentation
+        self.num_labels = num_labels if num_labels is not None else len(label2id) if label2id else None
+        if problem_type == MULTI_LABEL and with_labels:
+            if self.num_labels is None:
+                raise ValueError("Multi-label targets need num_labels (or label2id) to build multi-hot labels.")
+            for entry in self.entries:
+                bad = [label for label in entry.label if not 0 <= label < self.num_labels]
+                if bad:
+                    raise ValueError(f"{entry.video}: labels {bad} are not class indices below {self.num_labels}.")
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -245,11 +274,34 @@ class AVFMAEVideoDataset(torch.utils.data.Dataset):
     def random_state(self, index: int) -> np.random.RandomState | None:
         """The random source of item `index` (see `seed`); `None` when nothing is random (deterministic sampling, no
         audio gain jitter), so that such datasets leave torch's global generator alone."""
-        if self.sampling_mode != "train" and not self.audio_gain_jitter:
+        if self.sampling_mode != "train" and not self.audio_gain_jitter and self.augmentation is None:
             return None
         if self.seed is None:
             return np.random.RandomState(int(torch.randint(0, 2**31 - 1, ()).item()))
         return np.random.RandomState(np.random.SeedSequence([self.seed, self.epoch, index]).generate_state(4))
+
+    def augmentation_hooks(self, generator) -> dict:
+        """The processor hooks of `augmentation` for one item: its frame sampler (when it replaces the sampling
+        mode) and its transform of the uint8 frames, both drawing from the item's `generator`."""
+        if self.augmentation is None:
+            return {}
+        video_processor = self.processor.video_processor
+        size = (video_processor.size["height"], video_processor.size["width"])
+        augmentation = self.augmentation
+
+        def frame_sampler(total_frames: int):
+            sampling = augmentation.sample_frames(
+                total_frames, video_processor.num_frames, video_processor.frame_stride, generator
+            )
+            if sampling is None:
+                options = video_processor.resolve_options(sampling_mode=self.sampling_mode)
+                return video_processor.sample(total_frames, 0, generator, options)[0]
+            return sampling
+
+        return {
+            "frame_sampler": frame_sampler,
+            "frame_transform": lambda frames: augmentation.transform_frames(frames, size, generator),
+        }
 
     def _process(self, entry: ListEntry, sampling_mode: str, test_segment: int, generator) -> dict[str, torch.Tensor]:
         if not self.use_audio:
@@ -259,6 +311,7 @@ class AVFMAEVideoDataset(torch.utils.data.Dataset):
                 test_segment=test_segment,
                 generator=generator,
                 return_tensors="pt",
+                **self.augmentation_hooks(generator),
             )
             return {"pixel_values": outputs["pixel_values"][0]}
         outputs = self.processor(
@@ -269,6 +322,7 @@ class AVFMAEVideoDataset(torch.utils.data.Dataset):
             generator=generator,
             audio_gain_jitter=self.audio_gain_jitter,
             return_tensors="pt",
+            **self.augmentation_hooks(generator),
         )
         return {"pixel_values": outputs["pixel_values"][0], "audio_values": outputs["audio_values"][0]}
 
@@ -280,9 +334,14 @@ class AVFMAEVideoDataset(torch.utils.data.Dataset):
             item = views[0] if len(views) == 1 else {key: torch.stack([v[key] for v in views]) for key in views[0]}
         else:
             item = self._process(entry, self.sampling_mode, 0, generator)
+            if self.augmentation is not None:
+                item["pixel_values"] = self.augmentation.transform_clip(item["pixel_values"], generator)
         if self.with_labels:
             if self.problem_type == REGRESSION:
                 item["labels"] = torch.tensor(entry.label, dtype=torch.float32)
+            elif self.problem_type == MULTI_LABEL:
+                item["labels"] = torch.zeros(self.num_labels, dtype=torch.float32)
+                item["labels"][list(entry.label)] = 1.0
             else:
                 item["labels"] = torch.tensor(entry.label, dtype=torch.long)
         return item
@@ -292,7 +351,9 @@ class AVFMAEPretrainingDataset(AVFMAEVideoDataset):
     """Raw videos for pretraining: [`AVFMAEVideoDataset`] without labels, `"train"` sampling by default.
 
     Items hold `pixel_values` and `audio_values` only: [`AVFMAEForPreTraining`] draws its masks itself. The official
-    pretraining lists (`<video.mp4> <dummy label>`) and one-path-per-line lists are read as they are.
+    pretraining augmentations are `augmentation=PretrainingAugmentation()` (random temporal start and multi-scale
+    crop) with `audio_gain_jitter=True`. The official pretraining lists (`<video.mp4> <dummy label>`) and
+    one-path-per-line lists are read as they are.
     """
 
     def __init__(
@@ -302,6 +363,7 @@ class AVFMAEPretrainingDataset(AVFMAEVideoDataset):
         sampling_mode: str = "train",
         seed: int | None = None,
         audio_gain_jitter: bool | None = None,
+        augmentation=None,
     ):
         super().__init__(
             entries,
@@ -310,6 +372,7 @@ class AVFMAEPretrainingDataset(AVFMAEVideoDataset):
             seed=seed,
             audio_gain_jitter=audio_gain_jitter,
             with_labels=False,
+            augmentation=augmentation,
         )
 
 
@@ -488,14 +551,17 @@ def build_compute_metrics(
     """A `compute_metrics` function for `Trainer`.
 
     Classification (single-label): UAR, WAR and weighted F1 (plus macro F1) on the argmax of the logits.
-    Regression: CCC (per target and their mean). Predictions given as a tuple (logits first, as the model's
-    outputs list them) are handled.
+    Multi-label: micro and macro F1 and subset accuracy of the decisions `sigmoid(logit) > 0.5`.
+    Regression: CCC, PCC and MSE (per target and their mean). Predictions given as a tuple (logits first, as the
+    model's outputs list them) are handled.
     """
     problem_type = problem_type or SINGLE_LABEL
-    if problem_type == MULTI_LABEL:
-        raise ValueError("The shipped metrics cover single-label classification and regression, not multi-label.")
+    if problem_type not in PROBLEM_TYPES:
+        raise ValueError(f"Unknown problem_type {problem_type!r}; choose one of {PROBLEM_TYPES}.")
     if metric_names is None:
-        metric_names = REGRESSION_METRICS if problem_type == REGRESSION else CLASSIFICATION_METRICS
+        metric_names = {REGRESSION: REGRESSION_METRICS, MULTI_LABEL: MULTI_LABEL_METRICS}.get(
+            problem_type, CLASSIFICATION_METRICS
+        )
     metrics = [load_metric(name) for name in metric_names]
 
     def compute_metrics(prediction: EvalPrediction) -> dict[str, float]:
@@ -509,6 +575,9 @@ def build_compute_metrics(
             references = references.reshape(len(references), -1)
             if predictions.shape[1] == 1:
                 predictions, references = predictions[:, 0], references[:, 0]
+        elif problem_type == MULTI_LABEL:
+            predictions = (logits > 0).astype(np.int64)  # sigmoid(logit) > 0.5
+            references = references.round().astype(np.int64)
         else:
             predictions = logits.argmax(axis=-1)
         results = {}
@@ -550,17 +619,63 @@ class AVFMAETrainer(Trainer):
       [`AVFMAEVideoDataset`] in the `"test"` mode with several segments), are predicted view by view and combined
       with [`combine_view_logits`].
     - Datasets with a `set_epoch` method are told the epoch ([`DatasetEpochCallback`]).
+    - With `mixup`, training batches are mixed (video only, the official Mixup/CutMix) and trained against the
+      mixed soft targets with [`soft_target_cross_entropy`]; evaluation batches are not mixed.
 
     Args:
         layer_decay (`float`, *optional*): layer-wise learning-rate decay; `None` or 1 turns it off.
+        mixup ([`MixupCutmix`], *optional*): batch mixing of training batches (single-label classification). Its
+            draws are a function of `(args.seed, process index, global step, micro-batch)`, so a resumed run mixes
+            as an uninterrupted one.
         All other arguments are `Trainer`'s.
     """
 
-    def __init__(self, *args, layer_decay: float | None = None, **kwargs):
+    def __init__(self, *args, layer_decay: float | None = None, mixup: MixupCutmix | None = None, **kwargs):
         self.layer_decay = layer_decay
+        self.mixup = mixup
         self._held_processor = None
+        self._mixed_micro_batches = (-1, 0)  # (global step, micro-batches mixed in it)
         super().__init__(*args, **kwargs)
+        if mixup is not None:
+            # the mixed loss is a plain batch mean: Trainer divides it by the accumulation steps
+            self.loss_is_scaled_for_ga = False
+            if self.label_smoother is not None:
+                raise ValueError(
+                    "With mixup the label smoothing is part of the mixed targets (MixupCutmix.label_smoothing); "
+                    "leave TrainingArguments.label_smoothing_factor at 0."
+                )
         self.add_callback(DatasetEpochCallback())
+
+    def get_train_dataloader(self):
+        if self.mixup is None or self.args.dataloader_drop_last:
+            return super().get_train_dataloader()
+        # an odd last batch cannot be mixed: the training loader drops it, as the official one does (evaluation
+        # loaders keep every clip)
+        self.args.dataloader_drop_last = True
+        try:
+            return super().get_train_dataloader()
+        finally:
+            self.args.dataloader_drop_last = False
+
+    def mixing_generator(self) -> np.random.Generator:
+        """The random source of the next training batch's mixing."""
+        step, count = self._mixed_micro_batches
+        count = count + 1 if step == self.state.global_step else 0
+        self._mixed_micro_batches = (self.state.global_step, count)
+        keys = [self.args.seed, self.args.process_index, self.state.global_step, count]
+        return np.random.default_rng(np.random.SeedSequence(keys))
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if self.mixup is None or not model.training or "labels" not in inputs:
+            return super().compute_loss(
+                model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch
+            )
+        inputs = dict(inputs)
+        labels = inputs.pop("labels")
+        pixel_values, targets = self.mixup(inputs["pixel_values"].clone(), labels, self.mixing_generator())
+        outputs = model(**{**inputs, "pixel_values": pixel_values})
+        loss = soft_target_cross_entropy(outputs.logits, targets.to(outputs.logits.device))
+        return (loss, outputs) if return_outputs else loss
 
     def train(self, *args, **kwargs):
         # `Trainer.train` first aligns the model config's special tokens with `processing_class.tokenizer` whenever
@@ -745,6 +860,7 @@ __all__ = [
     "DatasetEpochCallback",
     "ListEntry",
     "METRICS_DIR",
+    "MULTI_LABEL_METRICS",
     "ParameterSetting",
     "REGRESSION_METRICS",
     "build_compute_metrics",

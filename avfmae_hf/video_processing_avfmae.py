@@ -30,7 +30,7 @@ the official datasets' rate).
 """
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Unpack
 
@@ -556,10 +556,16 @@ class AVFMAEVideoProcessor(BaseVideoProcessor):
         generator: RandomSource = None,
         out: torch.Tensor | None = None,
         options: dict | None = None,
+        frame_sampler: "Callable[[int], FrameSampling] | None" = None,
+        frame_transform: "Callable[[list[np.ndarray]], list[np.ndarray]] | None" = None,
     ) -> list[ProcessedClip]:
         """Sample, face-crop and transform the clips of one opened video (one clip, or every window in the
         `"sliding"` mode) with `options` (see [`resolve_options`]; default: this processor's settings); with `out`
-        (a tensor of shape `(num_frames, 3, height, width)`), a single clip is written into it."""
+        (a tensor of shape `(num_frames, 3, height, width)`), a single clip is written into it.
+
+        `frame_sampler` (total frames -> [`FrameSampling`]) replaces the sampling mode with one clip, and
+        `frame_transform` gets the sampled (face-cropped) uint8 frames of each clip before the resize and
+        normalisation: the hooks of the training augmentations (`augmentation_avfmae`)."""
         options = options or self.resolve_options()
         item = describe_item(source.index, source.name)
         frame_map = constant_rate_frame_map(source.timestamps)
@@ -569,7 +575,10 @@ class AVFMAEVideoProcessor(BaseVideoProcessor):
                 f"clip (each showing the frame on screen at that time) before sampling and audio alignment."
             )
         total_frames = len(frame_map) if frame_map is not None else source.num_frames
-        samplings = self.sample(total_frames, test_segment, generator, options)
+        if frame_sampler is not None:
+            samplings = [frame_sampler(total_frames)]
+        else:
+            samplings = self.sample(total_frames, test_segment, generator, options)
         if out is not None and len(samplings) != 1:
             raise ValueError("`out` takes one clip; the 'sliding' mode gives one per window.")
         do_face_crop = options["do_face_crop"]
@@ -597,6 +606,8 @@ class AVFMAEVideoProcessor(BaseVideoProcessor):
                     logger.warning(
                         f"{item}: no face found in the sampled frames; using the central square of each frame."
                     )
+            if frame_transform is not None:
+                frames = frame_transform(list(frames))
             start = int(sampling.indices[0])
             clips.append(
                 ProcessedClip(
@@ -618,15 +629,18 @@ class AVFMAEVideoProcessor(BaseVideoProcessor):
         generator: RandomSource = None,
         out: torch.Tensor | None = None,
         options: dict | None = None,
+        frame_sampler: "Callable[[int], FrameSampling] | None" = None,
+        frame_transform: "Callable[[list[np.ndarray]], list[np.ndarray]] | None" = None,
     ) -> list[ProcessedClip]:
-        """Open one video input (see [`open_video`]) and process its clips (see [`process_source`]); the source stays
-        open for its audio (close it with `clips[0].source.close()`)."""
+        """Open one video input (see [`open_video`]) and process its clips (see [`process_source`], also for
+        `frame_sampler` and `frame_transform`); the source stays open for its audio (close it with
+        `clips[0].source.close()`)."""
         options = options or self.resolve_options()
         source = open_video(
             video, index=index, backend=options["video_backend"], input_data_format=options["input_data_format"]
         )
         try:
-            return self.process_source(source, test_segment, generator, out, options)
+            return self.process_source(source, test_segment, generator, out, options, frame_sampler, frame_transform)
         except BaseException:
             source.close()
             raise
@@ -637,6 +651,8 @@ class AVFMAEVideoProcessor(BaseVideoProcessor):
         test_segment: int = 0,
         generator: RandomSource = None,
         return_tensors: str | TensorType | None = None,
+        frame_sampler: "Callable[[int], FrameSampling] | None" = None,
+        frame_transform: "Callable[[list[np.ndarray]], list[np.ndarray]] | None" = None,
         **kwargs: Unpack[AVFMAEVideoProcessorKwargs],
     ) -> BatchFeature:
         """Process one video or a list of videos.
@@ -649,6 +665,8 @@ class AVFMAEVideoProcessor(BaseVideoProcessor):
             generator (*optional*): randomness of the `"train"` mode (see [`sample_frame_indices`]); one generator
                 serves the whole batch in order.
             return_tensors (`str`, *optional*): `"pt"` or `"np"`.
+            frame_sampler, frame_transform (*optional*): hooks of the training augmentations (see
+                [`process_source`]).
             kwargs: any option of the class (`sampling_mode`, `window_hop`, `size`, `do_normalize`, `image_mean`,
                 `do_face_crop`, ...), for this call only.
 
@@ -667,7 +685,9 @@ class AVFMAEVideoProcessor(BaseVideoProcessor):
         clips = []
         for index, video in enumerate(videos):
             out = None if pixel_values is None else pixel_values[index]
-            video_clips = self.process_video(video, index, test_segment, generator, out, options)
+            video_clips = self.process_video(
+                video, index, test_segment, generator, out, options, frame_sampler, frame_transform
+            )
             video_clips[0].source.close()
             clips.extend(video_clips)
         if pixel_values is None:

@@ -1,13 +1,23 @@
-"""Speed and memory of AVF-MAE++ on the CPU: median clips/s and peak RSS for the four standard cases.
+"""Speed and memory of AVF-MAE++ on the CPU for the four standard cases, optionally beside the official code.
 
-Each case runs in its own process (so peak memory is the case's own): 2 warm-up steps, then timed steps; the median
-and range are reported. Inputs are random tensors of the real shapes.
+Each case runs in its own process (so peak memory is the case's own): warm-up steps, then timed steps; the median
+and range are reported. Inputs are random tensors of the real shapes, the same for every process (seeded); the
+pretraining masks are drawn once with the model's own strategies and given to the step.
 
     python benchmarks/benchmark_model.py --size base --threads 2
     python benchmarks/benchmark_model.py --cases classification_forward_b1 --dtype bfloat16
+    python benchmarks/benchmark_model.py --official-dir ~/AVF-MAE --dtype float32 bfloat16
+    python benchmarks/benchmark_model.py --cases pretraining_train_step_b2 --steps 1 --profile 25
 
 With --dtype bfloat16 the inference cases run a bf16 model (`model.to(torch.bfloat16)`; inputs stay float32, the
 embeddings cast them) and the training cases run under `torch.autocast("cpu", dtype=torch.bfloat16)`.
+
+With --official-dir PATH (a checkout of the official AVF-MAE++ code at revision 7246ea2, whose model files run as
+they are; the four timm helpers they import are replaced by small stand-ins, see `model_steps.py`), every case is
+timed for the official model and for this package alternately, one process each, with the same inputs, thread count
+and harness; the official pretraining step computes its engine's targets and loss. The table gives both, the
+speed-up (official time / ours) and the share of the machine's `torch.mm` peak each reaches (FLOPs of the step
+counted once with `torch.utils.flop_counter`; fp32 and bf16 peaks measured in this run, with the same threads).
 
 Figures and the machine they came from are recorded in benchmarks/README.md.
 """
@@ -19,19 +29,24 @@ import platform
 import resource
 import statistics
 import time
-from collections.abc import Callable
 
 
 CASES = {
-    # name: (batch size, what one step does)
-    "classification_forward_b1": (1, "eval forward, no_grad"),
-    "classification_forward_b4": (4, "eval forward, no_grad"),
-    "classification_train_step_b2": (2, "train forward (drop-path 0.1) + cross-entropy + backward"),
-    "pretraining_train_step_b2": (2, "masks + targets + forward + full loss + backward"),
+    # name: (task, batch size, train, what one step does)
+    "classification_forward_b1": ("classification", 1, False, "eval forward, no_grad"),
+    "classification_forward_b4": ("classification", 4, False, "eval forward, no_grad"),
+    "classification_train_step_b2": (
+        "classification",
+        2,
+        True,
+        "train forward (drop-path 0.1) + cross-entropy + backward",
+    ),
+    "pretraining_train_step_b2": ("pretraining", 2, True, "targets + forward + full loss + backward"),
 }
+IMPLEMENTATIONS = ("official", "ours")
 
 
-def measure(step: Callable[[], None], warmup: int, steps: int) -> list[float]:
+def measure(step, warmup: int, steps: int) -> list[float]:
     """Seconds per call of `step`, after `warmup` untimed calls."""
     for _ in range(warmup):
         step()
@@ -47,102 +62,121 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def build_step(case: str, size: str, dtype: str, compile_model: bool) -> Callable[[], None]:
+def run_case(implementation: str, case: str, args: dict, dtype: str, queue) -> None:
+    """One implementation on one case, in a fresh process; puts its times (and the step's FLOPs) on `queue`."""
+    import contextlib
+    import io
+
     import torch
+    from model_steps import compile_layers, count_flops, official_step, our_step
 
-    from avfmae_hf import AVFMAEConfig, AVFMAEForPreTraining, AVFMAEForVideoClassification
-
-    batch_size = CASES[case][0]
-    torch_dtype = getattr(torch, dtype)
-    pixel_values = torch.randn(batch_size, 16, 3, 160, 160)
-    audio_values = torch.randn(batch_size, 1, 256, 128)
-    labels = torch.randint(0, 11, (batch_size,))
-
-    if case.startswith("pretraining"):
-        model = AVFMAEForPreTraining(AVFMAEConfig.from_size(size)).train()
-        generator = torch.Generator().manual_seed(0)
-
-        def run():
-            return model(pixel_values, audio_values, generator=generator).loss
-
+    torch.set_num_threads(args["threads"])
+    task, batch_size, train, _ = CASES[case]
+    common = {"task": task, "batch_size": batch_size, "train": train, "precision": dtype}
+    if implementation == "official":
+        with contextlib.redirect_stdout(io.StringIO()):  # the official constructors print their settings
+            step = official_step(args["official_dir"], args["size"], **common)
     else:
-        training = "train" in case
-        config = AVFMAEConfig.from_size(size, num_labels=11, drop_path_rate=0.1 if training else 0.0)
-        model = AVFMAEForVideoClassification(config).train(training)
+        step = our_step(args["size"], **common)
+        if args["compile"]:
+            compile_layers(step.model, "inductor")
+    times = measure(step, args["warmup"], args["steps"])
+    result = {"times": times, "peak_rss_mib": peak_rss_mib(), "torch": torch.__version__}
+    if args["profile"] and implementation == "ours":
+        from torch.profiler import ProfilerActivity, profile
 
-        def run():
-            outputs = model(pixel_values, audio_values, labels=labels if training else None)
-            return outputs.loss if training else outputs.logits
-
-    inference = case.startswith("classification_forward")
-    if inference:
-        # inference keeps the weights themselves in the chosen precision; training uses autocast (mixed precision)
-        model.to(torch_dtype)
-    if compile_model:
-        model.forward = torch.compile(model.forward)
-
-    autocast = torch.autocast("cpu", dtype=torch_dtype, enabled=torch_dtype != torch.float32 and not inference)
-
-    def step():
-        if inference:
-            with torch.no_grad():
-                run()
-        else:
-            with autocast:
-                loss = run()
-            loss.backward()
-            model.zero_grad(set_to_none=True)
-
-    return step
+        with profile(activities=[ProfilerActivity.CPU]) as profiler:
+            step()
+        result["profile"] = profiler.key_averages().table(sort_by="self_cpu_time_total", row_limit=args["profile"])
+    if args["count_flops"]:
+        result["flops"] = count_flops(step)
+    queue.put(result)
 
 
-def run_case(case: str, size: str, threads: int, dtype: str, compile_model: bool, warmup: int, steps: int, queue):
-    import torch
+def in_process(implementation: str, case: str, args: dict, dtype: str) -> dict:
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    process = context.Process(target=run_case, args=(implementation, case, args, dtype, queue))
+    process.start()
+    result = queue.get()
+    process.join()
+    times = result["times"]
+    result["median_s"] = statistics.median(times)
+    result["clips_per_s"] = CASES[case][1] / result["median_s"]
+    return result
 
-    torch.set_num_threads(threads)
-    torch.manual_seed(0)
-    step = build_step(case, size, dtype, compile_model)
-    times = measure(step, warmup, steps)
-    queue.put({"times": times, "peak_rss_mib": peak_rss_mib(), "torch": torch.__version__})
+
+def spread(result: dict) -> str:
+    return f"{result['median_s']:.3f} [{min(result['times']):.3f}–{max(result['times']):.3f}]"
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", default="base", choices=["base", "large", "huge"])
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
-    parser.add_argument("--compile", action="store_true", help="torch.compile the model's forward")
+    parser.add_argument("--dtype", nargs="+", default=["float32"], choices=["float32", "bfloat16"])
+    parser.add_argument("--compile", action="store_true", help="torch.compile this package's layers (not official)")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--steps", type=int, default=9)
     parser.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
+    parser.add_argument(
+        "--official-dir", help="checkout of the official AVF-MAE++ code (revision 7246ea2) to time beside this package"
+    )
+    parser.add_argument(
+        "--profile",
+        type=int,
+        default=0,
+        metavar="ROWS",
+        help="print torch.profiler's top ROWS ops of one step of ours",
+    )
     parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args()
+    import torch
+    from matmul_peak import matmul_peaks
 
-    context = multiprocessing.get_context("spawn")
+    torch.set_num_threads(args.threads)
+    peaks = matmul_peaks("cpu", seconds=1.0)
+    implementations = IMPLEMENTATIONS if args.official_dir else ("ours",)
+    settings = {**vars(args), "count_flops": False}
+    print(
+        f"{platform.processor() or platform.machine()}, {args.threads} threads, {args.size}; torch.mm peak fp32 "
+        f"{peaks['float32']['gflops']:.0f}, bf16 {peaks['bfloat16']['gflops']:.0f} GFLOP/s"
+    )
+    columns = ["case", "dtype", "batch"]
+    for implementation in implementations:
+        columns += [f"{implementation} s/step", f"{implementation} clips/s", f"{implementation} % of mm peak"]
+        columns += [f"{implementation} peak RSS MiB"]
+    if args.official_dir:
+        columns.append("speed-up")
+    print("| " + " | ".join(columns) + " |\n|" + "---|" * len(columns), flush=True)
+
     results = {}
-    print(f"{platform.processor() or platform.machine()}, {args.threads} threads, {args.size}, {args.dtype}")
-    print("| case | batch | median s/step | min–max s | clips/s | peak RSS MiB |\n|---|---|---|---|---|---|")
-    for case in args.cases:
-        queue = context.Queue()
-        process = context.Process(
-            target=run_case,
-            args=(case, args.size, args.threads, args.dtype, args.compile, args.warmup, args.steps, queue),
-        )
-        process.start()
-        result = queue.get()
-        process.join()
-        times = result["times"]
-        median = statistics.median(times)
-        batch_size = CASES[case][0]
-        results[case] = {**result, "median_s": median, "clips_per_s": batch_size / median}
-        print(
-            f"| {case} | {batch_size} | {median:.3f} | {min(times):.3f}–{max(times):.3f} | "
-            f"{batch_size / median:.2f} | {result['peak_rss_mib']:,.0f} |",
-            flush=True,
-        )
+    for dtype in args.dtype:
+        for case in args.cases:
+            row = {}
+            # FLOPs are counted once per case (in this package's process): both implementations compute the same model
+            for implementation in reversed(implementations):
+                row[implementation] = in_process(
+                    implementation, case, {**settings, "count_flops": implementation == "ours"}, dtype
+                )
+            flops = row["ours"]["flops"]
+            for result in row.values():
+                result["flops"] = flops
+                result["share_of_matmul_peak"] = flops / result["median_s"] / (peaks[dtype]["gflops"] * 1e9)
+            results[f"{case}/{dtype}"] = row
+            cells = [case, dtype, str(CASES[case][1])]
+            for implementation in implementations:
+                result = row[implementation]
+                cells += [spread(result), f"{result['clips_per_s']:.2f}", f"{result['share_of_matmul_peak']:.0%}"]
+                cells.append(f"{result['peak_rss_mib']:,.0f}")
+            if args.official_dir:
+                cells.append(f"**{row['official']['median_s'] / row['ours']['median_s']:.2f}x**")
+            print("| " + " | ".join(cells) + " |", flush=True)
+            if "profile" in row["ours"]:
+                print(f"\n{case}, {dtype}, one step of ours:\n{row['ours'].pop('profile')}", flush=True)
     if args.json:
         with open(args.json, "w") as file:
-            json.dump({"args": vars(args), "results": results}, file, indent=1)
+            json.dump({"args": vars(args), "matmul_peak": peaks, "results": results}, file, indent=1)
 
 
 if __name__ == "__main__":

@@ -366,14 +366,15 @@ def test_compute_metrics_for_the_trainer():
             predictions=np.array([[1.0], [2.0], [3.0], [4.0]]), label_ids=np.array([[2.0], [2.0], [4.0], [4.0]])
         )
     )
-    assert regression == {"ccc": pytest.approx(0.8)}
+    # CCC 0.8 (test_ccc_by_hand); PCC = covariance 1 / sqrt(1.25 * 1); MSE = (1 + 0 + 1 + 0) / 4
+    assert regression == {"ccc": pytest.approx(0.8), "pcc": pytest.approx(1 / 1.25**0.5), "mse": pytest.approx(0.5)}
     with pytest.raises(ValueError, match="Unknown metric"):
         load_metric("accuracy")
 
 
 def test_metric_modules_ship_as_package_data():
     names = sorted(folder.name for folder in METRICS_DIR.iterdir() if folder.is_dir())
-    assert names == ["ccc", "uar", "war", "weighted_f1"]
+    assert names == ["ccc", "mse", "multilabel_f1", "pcc", "uar", "war", "weighted_f1"]
     setup = configparser.ConfigParser()
     setup.read(ROOT / "setup.cfg")
     patterns = setup["options.package_data"]["avfmae_hf"].split()

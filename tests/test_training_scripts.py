@@ -93,13 +93,15 @@ def test_finetuning_script_trains_evaluates_and_saves_a_loadable_checkpoint(
     validation.write_text(
         f"video,audio,label\n{processor_cropped_clip},,sad\n{processor_frame_folder},{processor_wav_file},calm\n"
     )
+    test = tmp_path / "test.csv"
+    test.write_text(validation.read_text())
     output_dir = tmp_path / "finetuned"
     script = load_script("run_finetuning")
     results = script.main(
         [
             "--model_name_or_path", os.fspath(tiny_pretrained), "--id2label", "calm,happy,sad",
             "--train_file", os.fspath(train), "--validation_file", os.fspath(validation),
-            "--test_file", os.fspath(validation), "--output_dir", os.fspath(output_dir),
+            "--test_file", os.fspath(test), "--output_dir", os.fspath(output_dir),
             "--do_train", "--do_eval", "--max_steps", "3", "--per_device_train_batch_size", "2",
             "--per_device_eval_batch_size", "2", "--base_learning_rate", "1e-3", "--lr_scheduler_type", "constant",
             "--label_smoothing_factor", "0.1", "--drop_path_rate", "0.1",
@@ -154,9 +156,9 @@ def test_finetuning_needs_named_labels_and_one_model_source(restore_logging, tin
 )
 def test_recipes_parse_into_the_scripts_arguments(script_name, recipe, expected, tmp_path):
     script = load_script(script_name)
-    parser = HfArgumentParser((script.ModelArguments, script.DataTrainingArguments, script.AVFMAETrainingArguments))
+    parser = HfArgumentParser(script.ARGUMENT_CLASSES)
     extra = ["--train_file", "videos.txt"] if script_name == "run_pretraining" else ["--model_name_or_path", "m"]
-    model_args, data_args, training_args = parse_arguments(
+    model_args, data_args, *extras, training_args = parse_arguments(
         parser, [os.fspath(TRAINING / recipe), *extra, "--output_dir", os.fspath(tmp_path), "--use_cpu"]
     )
     for name, value in expected.items():
@@ -165,6 +167,21 @@ def test_recipes_parse_into_the_scripts_arguments(script_name, recipe, expected,
     assert 0 < training_args.warmup_steps < 1, "warm-up as a fraction of training"
     if script_name == "run_finetuning":
         assert data_args.dataset == "MAFW" and model_args.drop_path_rate == 0.1
+        # the official train augmentations, model selection on the validation split by WAR
+        augmentation_args = extras[0]
+        assert augmentation_args.enabled() == [
+            "randaugment",
+            "random_resized_crop",
+            "horizontal_flip",
+            "random_erasing",
+            "mixup_cutmix",
+        ]
+        assert augmentation_args.randaugment_policy == "rand-m7-n4-mstd0.5-inc1"
+        assert (augmentation_args.mixup_alpha, augmentation_args.cutmix_alpha) == (0.8, 1.0)
+        assert data_args.model_selection_split == "validation" and data_args.validation_sampling_mode == "train"
+        assert training_args.metric_for_best_model == "war" and training_args.load_best_model_at_end
+    else:
+        assert data_args.multiscale_crop and data_args.random_temporal_start and data_args.audio_gain_jitter
 
 
 @pytest.mark.slow

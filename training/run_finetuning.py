@@ -5,13 +5,19 @@
 Single process (CPU or one GPU):
 
     python training/run_finetuning.py --model_name_or_path avf-mae-pp-huge --dataset MAFW \\
-        --train_file split01/train.csv --validation_file split01/test.csv --output_dir mafw-split01 \\
-        --do_train --do_eval
+        --train_file split01/train.csv --validation_file split01/val.csv --test_file split01/test.csv \\
+        --output_dir mafw-split01 --do_train --do_eval
 
 A paper recipe with local paths (flags after the JSON file override it):
 
     python training/run_finetuning.py training/finetune_mafw_huge.json --model_name_or_path avf-mae-pp-huge \\
-        --train_file split01/train.csv --validation_file split01/test.csv --output_dir mafw-split01
+        --train_file split01/train.csv --validation_file split01/val.csv --test_file split01/test.csv \\
+        --output_dir mafw-split01
+
+The official train augmentations (RandAugment, random resized crop, flip, random erasing, mixup/cutmix) are on by
+default; `--no_randaugment`, `--no_random_resized_crop`, `--no_horizontal_flip`, `--no_random_erasing` and
+`--no_mixup_cutmix` switch them off one by one, `--save_augmentation_preview 8` writes what training sees to
+`<output_dir>/augmentation_preview.png`.
 
 Several processes: `torchrun --standalone --nproc_per_node 4 training/run_finetuning.py ...` or
 `accelerate launch --multi_gpu --num_processes 4 training/run_finetuning.py ...` (on CPUs add `--use_cpu`).
@@ -24,11 +30,20 @@ import sys
 from dataclasses import dataclass, field
 
 import datasets
+import torch
 import transformers
 from transformers import HfArgumentParser, TrainingArguments, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
 from avfmae_hf import AVFMAEForVideoClassification
+from avfmae_hf.augmentation_avfmae import (
+    DEFAULT_RANDAUGMENT,
+    FINE_TUNE_AUGMENTATIONS,
+    FineTuningAugmentation,
+    MixupCutmix,
+    save_augmentation_preview,
+)
+from avfmae_hf.mixture_avfmae import MixtureDataset, load_mixture
 from avfmae_hf.training_avfmae import (
     PROBLEM_TYPES,
     SINGLE_LABEL,
@@ -87,6 +102,20 @@ class ModelArguments:
             "official datasets' frames are aligned faces already)."
         },
     )
+    new_head: bool = field(
+        default=False,
+        metadata={
+            "help": "Start a new classification head (stage 3 of the three-stage recipe: the stage-2 backbone, "
+            "the target dataset's classes), even when the checkpoint's head has the same number of classes."
+        },
+    )
+    video_only: bool = field(
+        default=False,
+        metadata={
+            "help": "Fine-tune the video tower alone (datasets without audio, e.g. micro-expressions), also from an "
+            "audio-visual checkpoint: its audio tower and fusion are left out and the head is new."
+        },
+    )
 
     def __post_init__(self):
         check_model_source(self.model_name_or_path, self.size, self.config_name)
@@ -101,6 +130,14 @@ class DataTrainingArguments:
         metadata={
             "help": "Training list: `<frames_dir> <audio.wav> <label>` lines (official format), `<video> <label>` "
             "lines, or a CSV with a `video,label` (and optional `audio`) header. Labels: indices or class names."
+        },
+    )
+    train_mixture: str | None = field(
+        default=None,
+        metadata={
+            "help": "Stage 2 (hybrid intermediate fine-tuning): a mixture file of labelled source datasets, their "
+            "label mappings into one vocabulary, sampling weights and the target test splits to keep out (see "
+            "training/README.md). Replaces --train_file; the classes are the mixture's vocabulary."
         },
     )
     validation_file: str | None = field(default=None, metadata={"help": "Validation list (same formats)."})
@@ -120,14 +157,20 @@ class DataTrainingArguments:
     )
     problem_type: str = field(
         default=SINGLE_LABEL,
-        metadata={"help": f"One of {', '.join(p for p in PROBLEM_TYPES if p != 'multi_label_classification')}."},
+        metadata={
+            "help": f"One of {', '.join(PROBLEM_TYPES)} (multi-label lists: `<frames_dir> <audio> <label> [<label> "
+            "...]`; regression: `<frames_dir> <audio> <value> [<value> ...]`)."
+        },
     )
     train_sampling_mode: str = field(
         default="train", metadata={"help": f"Frame sampling for training: {', '.join(SAMPLING_MODES)}."}
     )
     eval_sampling_mode: str = field(
         default="test",
-        metadata={"help": "Frame sampling for evaluation: 'test' (official segments, averaged) or 'uniform'."},
+        metadata={
+            "help": "Frame sampling of the test split: 'test' (official: the temporal segments, softmax averaged per "
+            "video) or 'uniform'."
+        },
     )
     num_test_segments: int | None = field(
         default=None,
@@ -144,12 +187,67 @@ class DataTrainingArguments:
         default=None, metadata={"help": "Keep only the first N validation and test videos (quick runs)."}
     )
 
+    validation_sampling_mode: str = field(
+        default="train",
+        metadata={
+            "help": "Frame sampling of the validation split: 'train' (official: one random clip per video, centre "
+            "crop, fixed by the data seed), 'test' or 'uniform'."
+        },
+    )
+    model_selection_split: str = field(
+        default="validation",
+        metadata={
+            "help": "The split evaluated during training (checkpoint selection with --load_best_model_at_end): "
+            "'validation' (--validation_file), or 'test' (--test_file; what the official MAFW, CREMA-D, RAVDESS, "
+            "MER24 scripts do; it makes the reported test numbers optimistic, and a warning says so)."
+        },
+    )
+
     def __post_init__(self):
-        if self.problem_type not in PROBLEM_TYPES or self.problem_type == "multi_label_classification":
-            raise ValueError(f"Unsupported problem_type {self.problem_type!r}.")
-        for mode in (self.train_sampling_mode, self.eval_sampling_mode):
+        if self.problem_type not in PROBLEM_TYPES:
+            raise ValueError(f"Unsupported problem_type {self.problem_type!r}; choose one of {PROBLEM_TYPES}.")
+        if self.model_selection_split not in ("validation", "test"):
+            raise ValueError(f"--model_selection_split is 'validation' or 'test', not {self.model_selection_split!r}.")
+        for mode in (self.train_sampling_mode, self.eval_sampling_mode, self.validation_sampling_mode):
             if mode not in SAMPLING_MODES:
                 raise ValueError(f"Unknown sampling mode {mode!r}; choose one of {SAMPLING_MODES}.")
+
+
+@dataclass
+class AugmentationArguments:
+    """The official fine-tuning train augmentations, each on by default (`--no_<name>` switches one off)."""
+
+    randaugment: bool = field(default=True, metadata={"help": "RandAugment on the resized uint8 frames."})
+    randaugment_policy: str = field(
+        default=DEFAULT_RANDAUGMENT,
+        metadata={"help": "RandAugment policy string (official: rand-m7-n4-mstd0.5-inc1)."},
+    )
+    random_resized_crop: bool = field(
+        default=True, metadata={"help": "Random resized crop (scale 0.08-1, ratio 3/4-4/3) of the normalised clip."}
+    )
+    horizontal_flip: bool = field(default=True, metadata={"help": "Horizontal flip with probability 0.5."})
+    random_erasing: bool = field(
+        default=True, metadata={"help": "Random erasing, p=0.25, one noise box in every frame."}
+    )
+    mixup_cutmix: bool = field(
+        default=True,
+        metadata={
+            "help": "Mixup/CutMix of training batches (single-label only; video only), with the label smoothing of "
+            "--label_smoothing_factor in the mixed targets. Needs an even per-device batch size."
+        },
+    )
+    mixup_alpha: float = field(default=0.8, metadata={"help": "Mixup Beta parameter (official: 0.8)."})
+    cutmix_alpha: float = field(default=1.0, metadata={"help": "CutMix Beta parameter (official: 1.0)."})
+    mixup_switch_probability: float = field(
+        default=0.5, metadata={"help": "Probability of CutMix rather than Mixup for a batch (official: 0.5)."}
+    )
+    save_augmentation_preview: int = field(
+        default=0,
+        metadata={"help": "Write N augmented training clips to <output_dir>/augmentation_preview.png (0: none)."},
+    )
+
+    def enabled(self) -> list[str]:
+        return [name for name in FINE_TUNE_AUGMENTATIONS if getattr(self, name)]
 
 
 @dataclass
@@ -174,10 +272,63 @@ class AVFMAETrainingArguments(TrainingArguments):
     )
 
 
+ARGUMENT_CLASSES = (ModelArguments, DataTrainingArguments, AugmentationArguments, AVFMAETrainingArguments)
+
+
+def select_evaluation_split(data_args: DataTrainingArguments, validation, data_seed, load_split):
+    """The dataset evaluated during training: the validation split, or with `--model_selection_split test` the test
+    list (with the validation sampling, as the official scripts do), with a warning. A validation list that is the
+    test list is refused: selecting on the test split must be asked for by name."""
+    if data_args.model_selection_split == "test":
+        if data_args.test_file is None:
+            raise ValueError("--model_selection_split test needs --test_file.")
+        logger.warning(
+            f"Selecting checkpoints on the test split {data_args.test_file} (--model_selection_split test), as the "
+            "official MAFW / CREMA-D / RAVDESS / MER24 scripts do: the test numbers of the selected checkpoint are "
+            "optimistic. Use a validation split for honest numbers."
+        )
+        return load_split(
+            data_args.test_file, data_args.validation_sampling_mode, data_args.max_eval_samples, data_seed
+        )
+    if (
+        data_args.validation_file is not None
+        and data_args.test_file is not None
+        and os.path.realpath(data_args.validation_file) == os.path.realpath(data_args.test_file)
+    ):
+        raise ValueError(
+            f"--validation_file and --test_file are the same list ({data_args.test_file}): checkpoint selection would "
+            "see the test split. Pass a validation split, or --model_selection_split test to do it knowingly."
+        )
+    return validation
+
+
+def build_mixup(augmentation_args, data_args, training_args, num_labels: int) -> MixupCutmix | None:
+    """The batch mixing of the recipe, or `None`; checks the batch size before training starts and moves the label
+    smoothing into the mixed targets."""
+    if not augmentation_args.mixup_cutmix:
+        return None
+    if data_args.problem_type != SINGLE_LABEL:
+        logger.info(f"Mixup/CutMix is for single-label classification; off for {data_args.problem_type}.")
+        return None
+    if training_args.do_train and training_args.per_device_train_batch_size % 2:
+        raise ValueError(
+            f"Mixup/CutMix pairs each clip with the batch reversed and needs an even batch size; "
+            f"--per_device_train_batch_size is {training_args.per_device_train_batch_size} (or pass --no_mixup_cutmix)."
+        )
+    smoothing, training_args.label_smoothing_factor = training_args.label_smoothing_factor, 0.0
+    return MixupCutmix(
+        num_classes=num_labels,
+        mixup_alpha=augmentation_args.mixup_alpha,
+        cutmix_alpha=augmentation_args.cutmix_alpha,
+        switch_probability=augmentation_args.mixup_switch_probability,
+        label_smoothing=smoothing,
+    )
+
+
 def main(args: list[str] | None = None) -> dict[str, float]:
     # 1. Arguments: flags, or a JSON recipe followed by flags that override it
-    parser = HfArgumentParser((ModelArguments, DataTrainingArguments, AVFMAETrainingArguments))
-    model_args, data_args, training_args = parse_arguments(parser, args)
+    parser = HfArgumentParser(ARGUMENT_CLASSES)
+    model_args, data_args, augmentation_args, training_args = parse_arguments(parser, args)
 
     # 2. Logging
     logging.basicConfig(
@@ -209,8 +360,24 @@ def main(args: list[str] | None = None) -> dict[str, float]:
             logger.info(f"Resuming from {last_checkpoint}; use a new --output_dir to start over.")
     set_seed(training_args.seed)
 
-    # 4. Labels, config, model and processor
-    id2label = finetuning_labels(data_args.dataset, data_args.id2label, model_args.model_name_or_path)
+    # 4. Labels, config, model and processor; stage 2 checks its mixture (labels, test splits) first
+    mixture = None
+    if data_args.train_mixture is not None:
+        if data_args.train_file or data_args.dataset or data_args.id2label:
+            raise ValueError(
+                "--train_mixture brings its training lists and vocabulary: leave out --train_file, --dataset and "
+                "--id2label."
+            )
+        mixture = load_mixture(data_args.train_mixture)
+        mixture.check_test_splits()
+        for source in mixture.sources:
+            logger.info(
+                f"Mixture source {source.name}: {len(source.entries)} clips (weight {source.weight}), "
+                f"{source.dropped} left out by its label mapping"
+            )
+        id2label = mixture.id2label
+    else:
+        id2label = finetuning_labels(data_args.dataset, data_args.id2label, model_args.model_name_or_path)
     overrides = {
         "problem_type": data_args.problem_type,
         "id2label": id2label,
@@ -218,6 +385,11 @@ def main(args: list[str] | None = None) -> dict[str, float]:
     }
     if model_args.drop_path_rate is not None:
         overrides["drop_path_rate"] = model_args.drop_path_rate
+    if model_args.video_only:
+        overrides["use_audio"] = False
+    # a video-only head reads C features instead of the fused 2C, and --new_head asks for a new one: either way the
+    # checkpoint's head is not loaded
+    new_head = model_args.new_head or model_args.video_only
     model, processor = load_model_and_processor(
         AVFMAEForVideoClassification,
         model_name_or_path=model_args.model_name_or_path,
@@ -226,40 +398,70 @@ def main(args: list[str] | None = None) -> dict[str, float]:
         processor_name=model_args.processor_name,
         do_face_crop=model_args.do_face_crop,
         config_overrides=overrides,
-        **({"ignore_mismatched_sizes": True} if model_args.ignore_mismatched_sizes else {}),
+        **({"ignore_mismatched_sizes": True} if model_args.ignore_mismatched_sizes or new_head else {}),
     )
+    if new_head and model_args.model_name_or_path is not None and isinstance(model.classifier, torch.nn.Linear):
+        model.classifier.reset_parameters()  # PyTorch's default initialisation, as the official head
     if data_args.num_test_segments is not None:
         processor.video_processor.num_test_segments = data_args.num_test_segments
 
-    # 5. Datasets: training windows are random (seeded per epoch and video), evaluation is deterministic
+    # 5. Datasets: training windows and augmentations are random (seeded per epoch and video); the validation clip
+    #    is random as in the official code but fixed by the data seed; the test views are deterministic
     label2id = model.config.label2id
     data_seed = training_args.data_seed if training_args.data_seed is not None else training_args.seed
+    augmentation = FineTuningAugmentation.from_names(augmentation_args.enabled(), augmentation_args.randaugment_policy)
 
-    def load_split(path: str | None, mode: str, limit: int | None, seed: int | None) -> AVFMAEVideoDataset | None:
+    def load_split(
+        path: str | None, mode: str, limit: int | None, seed: int | None, training: bool = False
+    ) -> AVFMAEVideoDataset | None:
         if path is None:
             return None
         entries = read_list_file(path, label2id=label2id, problem_type=data_args.problem_type)
+        return make_dataset(entries, mode, limit, seed, training)
+
+    def make_dataset(entries, mode: str, limit: int | None, seed: int | None, training: bool) -> AVFMAEVideoDataset:
+        gain_jitter = data_args.audio_gain_jitter
         return AVFMAEVideoDataset(
             entries[:limit] if limit is not None else entries,
             processor,
             sampling_mode=mode,
             seed=seed,
-            audio_gain_jitter=data_args.audio_gain_jitter,
+            # evaluation clips get no random gain unless asked for, whatever their sampling mode
+            audio_gain_jitter=gain_jitter if gain_jitter is not None or training else False,
             problem_type=data_args.problem_type,
             use_audio=model.config.use_audio,
+            augmentation=augmentation if training and not augmentation.is_identity else None,
+            num_labels=model.config.num_labels,
         )
 
     train_dataset = load_split(
-        data_args.train_file, data_args.train_sampling_mode, data_args.max_train_samples, data_seed
+        data_args.train_file, data_args.train_sampling_mode, data_args.max_train_samples, data_seed, training=True
     )
+    if mixture is not None:
+        sources = [
+            make_dataset(source.entries, data_args.train_sampling_mode, data_args.max_train_samples, data_seed, True)
+            for source in mixture.sources
+        ]
+        train_dataset = MixtureDataset(sources, [source.weight for source in mixture.sources], seed=data_seed)
     eval_dataset = load_split(
-        data_args.validation_file, data_args.eval_sampling_mode, data_args.max_eval_samples, data_seed
+        data_args.validation_file, data_args.validation_sampling_mode, data_args.max_eval_samples, data_seed
     )
     test_dataset = load_split(data_args.test_file, data_args.eval_sampling_mode, data_args.max_eval_samples, data_seed)
+    eval_dataset = select_evaluation_split(data_args, eval_dataset, data_seed, load_split)
     if training_args.do_train and train_dataset is None:
-        raise ValueError("--do_train needs --train_file.")
+        raise ValueError("--do_train needs --train_file (or --train_mixture).")
     if training_args.do_eval and eval_dataset is None:
-        raise ValueError("--do_eval needs --validation_file.")
+        raise ValueError("--do_eval needs --validation_file (or --model_selection_split test with --test_file).")
+    mixup = build_mixup(augmentation_args, data_args, training_args, model.config.num_labels)
+    if augmentation_args.save_augmentation_preview > 0 and train_dataset is not None:
+        os.makedirs(training_args.output_dir, exist_ok=True)
+        preview = save_augmentation_preview(
+            train_dataset,
+            os.path.join(training_args.output_dir, "augmentation_preview.png"),
+            augmentation_args.save_augmentation_preview,
+            model.config.id2label,
+        )
+        logger.info(f"Wrote {augmentation_args.save_augmentation_preview} augmented training clips to {preview}")
 
     # 6. Learning rate from the official rule, when a base rate is given
     if training_args.base_learning_rate is not None:
@@ -285,6 +487,7 @@ def main(args: list[str] | None = None) -> dict[str, float]:
         compute_metrics=build_compute_metrics(data_args.problem_type),
         preprocess_logits_for_metrics=keep_logits,
         layer_decay=training_args.layer_decay,
+        mixup=mixup,
     )
 
     # 8. Training
@@ -300,7 +503,7 @@ def main(args: list[str] | None = None) -> dict[str, float]:
 
     # 9. Evaluation on the validation list, then the test list
     if training_args.do_eval:
-        metrics = trainer.evaluate()
+        metrics = trainer.evaluate()  # the selection split (validation by default)
         trainer.log_metrics("eval", metrics)
         trainer.save_metrics("eval", metrics)
         results.update(metrics)

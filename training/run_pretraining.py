@@ -40,6 +40,7 @@ from tqdm.auto import tqdm
 from transformers import HfArgumentParser, TrainingArguments, get_scheduler
 
 from avfmae_hf import AVFMAEForPreTraining
+from avfmae_hf.augmentation_avfmae import PretrainingAugmentation
 from avfmae_hf.training_avfmae import (
     AVFMAEDataCollator,
     AVFMAEPretrainingDataset,
@@ -105,6 +106,20 @@ class DataTrainingArguments:
     audio_gain_jitter: bool = field(
         default=True, metadata={"help": "Official random audio gain (Beta(10, 10) + 0.5) on every clip."}
     )
+    multiscale_crop: bool = field(
+        default=True,
+        metadata={
+            "help": "Official multi-scale crop (scales 1/.875/.75/.66 of the short side, 13 fixed offsets, the same "
+            "for every frame) resized to the frame size; --no_multiscale_crop resizes the whole frame."
+        },
+    )
+    random_temporal_start: bool = field(
+        default=True,
+        metadata={
+            "help": "Official temporal sampling: 16 frames at the stride from a uniformly random start; "
+            "--no_random_temporal_start uses the fine-tuning 'train' window."
+        },
+    )
 
     def __post_init__(self):
         if self.train_file is None:
@@ -133,6 +148,9 @@ class AVFMAETrainingArguments(TrainingArguments):
         default="cosine",
         metadata={"help": "transformers schedule name (official: cosine with warm-up, use cosine_with_min_lr)."},
     )
+
+
+ARGUMENT_CLASSES = (ModelArguments, DataTrainingArguments, AVFMAETrainingArguments)
 
 
 def find_checkpoint(resume_from_checkpoint: str | None, output_dir: str) -> str | None:
@@ -169,7 +187,7 @@ def evaluate(model, dataloader, accelerator: Accelerator, seed: int) -> float:
 
 def main(args: list[str] | None = None) -> dict:
     # 1. Arguments: flags, or a JSON recipe followed by flags that override it
-    parser = HfArgumentParser((ModelArguments, DataTrainingArguments, AVFMAETrainingArguments))
+    parser = HfArgumentParser(ARGUMENT_CLASSES)
     model_args, data_args, training_args = parse_arguments(parser, args)
 
     # 2. Accelerator (cpu=True makes torchrun / `accelerate launch --multi_gpu` runs on CPUs real multi-process
@@ -206,14 +224,17 @@ def main(args: list[str] | None = None) -> dict:
     # from here on each process draws its own random numbers (drop path, if any)
     set_seed(training_args.seed, device_specific=True)
 
-    # 4. Data: random windows and audio gains are a function of (data seed, epoch, video), masks of
+    # 4. Data: random starts, crops and audio gains are a function of (data seed, epoch, video), masks of
     #    (seed, process, epoch, batch), so a resumed run sees exactly what an uninterrupted one would
     entries = read_list_file(data_args.train_file)
     if data_args.max_train_samples is not None:
         entries = entries[: data_args.max_train_samples]
     data_seed = training_args.data_seed if training_args.data_seed is not None else training_args.seed
+    augmentation = PretrainingAugmentation(
+        multiscale_crop=data_args.multiscale_crop, random_temporal_start=data_args.random_temporal_start
+    )
     train_dataset = AVFMAEPretrainingDataset(
-        entries, processor, seed=data_seed, audio_gain_jitter=data_args.audio_gain_jitter
+        entries, processor, seed=data_seed, audio_gain_jitter=data_args.audio_gain_jitter, augmentation=augmentation
     )
     train_dataloader = torch.utils.data.DataLoader(
         train_dataset,
