@@ -204,11 +204,32 @@ def patchify(values: torch.Tensor, tubelet_size: int, patch_size: int) -> torch.
     return values.reshape(batch_size, -1, tubelet_size * patch_size**2, num_channels)
 
 
+def unpatchify(patches: torch.Tensor, num_frames: int, height: int, width: int, patch_size: int) -> torch.Tensor:
+    """Inverse of [`patchify`]: tubelets `(B, N, tubelet_size * patch_size**2, channels)` back to `(B, T, channels, H,
+    W)`, the tubelet size following from `num_frames` and `N`."""
+    batch_size, num_tokens, _, num_channels = patches.shape
+    rows, columns = height // patch_size, width // patch_size
+    num_tubelets = num_tokens // (rows * columns)
+    patches = patches.view(
+        batch_size, num_tubelets, rows, columns, num_frames // num_tubelets, patch_size, patch_size, num_channels
+    )
+    # (B, t, frame, channels, h, row, w, column)
+    patches = patches.permute(0, 1, 4, 7, 2, 5, 3, 6)
+    return patches.reshape(batch_size, num_frames, num_channels, height, width)
+
+
+def patch_statistics(patches: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and scale (unbiased std + 1e-6) of every (token, channel) of `(B, N, P, channels)` over its `P` values,
+    each `(B, N, 1, channels)`: what [`normalize_patches`] subtracts and divides by."""
+    mean = patches.mean(dim=-2, keepdim=True)
+    scale = patches.var(dim=-2, unbiased=True, keepdim=True).sqrt() + 1e-6
+    return mean, scale
+
+
 def normalize_patches(patches: torch.Tensor) -> torch.Tensor:
     """Normalises every (token, channel) of `(B, N, P, channels)` over its `P` values (unbiased std, +1e-6)."""
-    mean = patches.mean(dim=-2, keepdim=True)
-    std = patches.var(dim=-2, unbiased=True, keepdim=True).sqrt()
-    return (patches - mean) / (std + 1e-6)
+    mean, scale = patch_statistics(patches)
+    return (patches - mean) / scale
 
 
 def eager_attention_forward(

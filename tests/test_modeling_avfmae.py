@@ -12,7 +12,13 @@ from avfmae_hf import (
     AVFMAEModel,
     AVFMAEModelOutput,
 )
-from avfmae_hf.modeling_avfmae import group_visible_tokens, partition_regions, patchify, sinusoid_position_table
+from avfmae_hf.modeling_avfmae import (
+    group_visible_tokens,
+    partition_regions,
+    patchify,
+    sinusoid_position_table,
+    unpatchify,
+)
 from tests.tiny_configs import tiny_config, tiny_inputs
 
 
@@ -324,6 +330,15 @@ def test_patchify_orders_frames_rows_columns_then_channels():
     # first token = top-left 2x2 of both frames; value index = frame * 4 + row * 2 + column
     assert patches[0, 0, :, 0].tolist() == values[0, :, 0, :2, :2].flatten().tolist()
     assert patches[0, 1, 0].tolist() == values[0, 0, :, 0, 2].tolist()
+
+
+def test_unpatchify_puts_every_value_back_where_patchify_took_it():
+    values = torch.arange(4 * 3 * 4 * 6.0).view(1, 4, 3, 4, 6)  # (B, T, C, H, W), every value distinct
+    patches = patchify(values, tubelet_size=2, patch_size=2)
+    assert torch.equal(unpatchify(patches, num_frames=4, height=4, width=6, patch_size=2), values)
+    spectrogram = torch.arange(8 * 4.0).view(1, 1, 1, 8, 4)  # one frame, one channel
+    audio_patches = patchify(spectrogram, tubelet_size=1, patch_size=2)
+    assert torch.equal(unpatchify(audio_patches, num_frames=1, height=8, width=4, patch_size=2), spectrogram)
 
 
 def test_save_and_load_every_head_through_auto_classes(tmp_path, tester):

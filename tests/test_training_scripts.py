@@ -11,8 +11,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 from safetensors.torch import load_file
 from transformers import AutoModelForVideoClassification, AutoProcessor, HfArgumentParser
 
@@ -271,3 +273,40 @@ def test_two_process_cpu_pretraining_keeps_the_ranks_identical(tmp_path, pretrai
     ]
     saved = load_file(output_dir / "model.safetensors")
     assert sum(tensor.numel() for key, tensor in saved.items()) >= ranks[0]["num_parameters"]
+
+
+@pytest.mark.slow
+def test_pretraining_draws_reconstructions_every_k_steps_and_at_the_end_into_files_and_tensorboard(
+    tmp_path, pretraining_list
+):
+    from tensorboard.backend.event_processing.event_accumulator import IMAGES, EventAccumulator
+
+    config_dir, output_dir = tmp_path / "config", tmp_path / "out"
+    tiny_config().save_pretrained(config_dir)
+    completed = subprocess.run(
+        [
+            sys.executable, os.fspath(TRAINING / "run_pretraining.py"), "--config_name", os.fspath(config_dir),
+            "--do_face_crop", "false", "--train_file", os.fspath(pretraining_list), "--output_dir", os.fspath(output_dir),
+            "--per_device_train_batch_size", "2", "--max_steps", "3", "--save_strategy", "no", "--use_cpu",
+            "--reconstruction_steps", "2", "--report_to", "tensorboard",
+        ],
+        env=script_environment(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )  # fmt: skip
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+    # every 2 steps, and the last step (3) although 3 is not a multiple of 2
+    figures = sorted((output_dir / "reconstructions").iterdir())
+    assert [path.name for path in figures] == ["step_2.png", "step_3.png"]
+    for path in figures:
+        image = np.asarray(Image.open(path).convert("RGB"))
+        # 16 frames x 1.25 in + 1.5 in wide, 3 x 1.25 in + 3 x 1.6 in + 0.6 in high, at 100 dpi
+        assert image.shape == (915, 2150, 3)
+        assert image.std() > 10, f"{path.name} looks blank"
+    # the run's event file (the hyper-parameters go to a sub-folder of their own)
+    accumulator = EventAccumulator(os.fspath(output_dir / "avfmae_pretraining"), size_guidance={IMAGES: 0})
+    accumulator.Reload()
+    assert accumulator.Tags()[IMAGES] == ["reconstruction"]
+    logged = accumulator.Images("reconstruction")
+    assert [(event.step, event.width, event.height) for event in logged] == [(2, 2150, 915), (3, 2150, 915)]

@@ -53,6 +53,7 @@ from avfmae_hf.training_avfmae import (
     read_list_file,
     scale_learning_rate,
 )
+from avfmae_hf.visualization_avfmae import ReconstructionLogger
 
 
 logger = get_logger(__name__)
@@ -135,6 +136,14 @@ class AVFMAETrainingArguments(TrainingArguments):
         metadata={
             "help": "If set, learning_rate = base_learning_rate * total batch size / 256 (official rule; total = "
             "per-device batch x accumulation steps x processes)."
+        },
+    )
+    reconstruction_steps: int = field(
+        default=0,
+        metadata={
+            "help": "Every N steps and at the end, draw the first clip of the batch (frames, masked, reconstructed; "
+            "the same for the spectrogram) into <output_dir>/reconstructions/step_<n>.png and send it to the "
+            "--report_to trackers; 0: never. Needs matplotlib (pip install avfmae-hf[plot])."
         },
     )
     adam_beta2: float = field(default=0.95, metadata={"help": "AdamW beta2 (official pretraining: 0.95)."})
@@ -324,6 +333,13 @@ def main(args: list[str] | None = None) -> dict:
     )
     model.train()
     last_loss = eval_loss = None
+    log_reconstruction = ReconstructionLogger(
+        accelerator,
+        accelerator.unwrap_model(model).config,
+        training_args.output_dir,
+        every_steps=training_args.reconstruction_steps,
+        max_steps=max_steps,
+    )
 
     def run_evaluation() -> float:
         loss = evaluate(model, eval_dataloader, accelerator, training_args.seed)
@@ -366,6 +382,7 @@ def main(args: list[str] | None = None) -> dict:
                 logger.info(f"step {step}: " + ", ".join(f"{name} {value:.4g}" for name, value in losses.items()))
                 if trackers:
                     accelerator.log(losses, step=step)
+            log_reconstruction(step, batch, outputs)
             if (
                 eval_dataloader is not None
                 and training_args.eval_strategy == "steps"
