@@ -31,6 +31,7 @@ from .errors_avfmae import AVFMAEInputError, describe_item
 from .modeling_avfmae import AVFMAEForVideoClassification, AVFMAEModel
 from .pipeline_avfmae import probabilities
 from .processing_avfmae import AVFMAEProcessor
+from .visualization_avfmae import require_matplotlib
 
 
 logger = logging.get_logger(__name__)
@@ -657,13 +658,11 @@ def write_predictions_csv(predictions: Iterable[VideoPrediction], path: str | os
 
 
 def import_pyplot():
-    """matplotlib's pyplot on a file-only backend, or an `ImportError` that says how to install it."""
-    try:
-        import matplotlib
-    except ImportError:
-        raise ImportError(
-            "Plots need matplotlib, which is not installed: pip install 'avfmae-hf[plot]' (or pip install matplotlib)."
-        ) from None
+    """matplotlib's pyplot on a file-only backend (the notebook backend inside a notebook), or the `ImportError` of
+    [`~visualization_avfmae.require_matplotlib`] that says how to install it."""
+    require_matplotlib()
+    import matplotlib
+
     if matplotlib.get_backend().lower() not in ("agg", "module://matplotlib_inline.backend_inline"):
         matplotlib.use("Agg")
     import matplotlib.pyplot as plt

@@ -523,7 +523,7 @@ def test_predict_checks_the_model_and_the_outputs_before_the_work(
 def test_plot_without_matplotlib_says_how_to_install_it(tiny_classifier_folder, tmp_path, capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     assert predict(sample_video_path(), "--model", tiny_classifier_folder, "--plot", tmp_path / "plots") == 1
-    assert "pip install 'avfmae-hf[plot]'" in capsys.readouterr().err
+    assert 'need matplotlib: pip install "avfmae-hf[plot]"' in capsys.readouterr().err
 
 
 def test_unexpected_errors_print_one_line_unless_debug(tiny_classifier_folder, capsys, monkeypatch):
