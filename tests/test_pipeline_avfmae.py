@@ -167,3 +167,17 @@ def test_exported_folder_runs_the_pipeline_where_the_package_is_not_importable(
     assert result["class"][1].startswith("transformers_modules.")
     assert result["task"] == REMOTE_PIPELINE_TASK
     assert_same_result(result["scores"], classifier(frames, audio=audio, sampling_rate=16000, top_k=4))
+
+
+def test_video_only_models_run_through_the_same_pipeline(tmp_path):
+    torch.manual_seed(0)
+    model = AVFMAEForVideoClassification(tiny_config(use_audio=False, id2label={0: "calm", 1: "tense"})).eval()
+    export_checkpoint(model, tmp_path / "video-only", processor=AVFMAEProcessor.for_model_config(model.config))
+    classifier = pipeline(PIPELINE_TASK, model=str(tmp_path / "video-only"))
+    result = classifier(str(sample_video_path()))
+    inputs = classifier.processor(videos=[str(sample_video_path())], sampling_mode="sliding", return_tensors="pt")
+    with torch.no_grad():
+        expected = model(pixel_values=inputs["pixel_values"]).logits.softmax(-1).mean(0)
+    assert {item["label"]: item["score"] for item in result} == pytest.approx(
+        {"calm": float(expected[0]), "tense": float(expected[1])}, abs=1e-5
+    )
