@@ -1,8 +1,10 @@
 # Copyright 2026 The avfmae-hf Authors. Licensed under the Apache License, Version 2.0.
-"""Typed errors for inputs the AVF-MAE++ processors cannot use, one class per problem.
+"""Typed errors for inputs the AVF-MAE++ processors and training helpers cannot use, one class per problem.
 
-Every class derives from [`AVFMAEInputError`], itself a `ValueError`, and its message names the item (its index in
-the batch and, when known, its path) and the problem in words, so that a batch with one bad item points at it.
+The processor errors derive from [`AVFMAEInputError`], itself a `ValueError`, and their message names the item (its
+index in the batch and, when known, its path) and the problem in words, so that a batch with one bad item points at
+it. The training errors ([`ListFileError`], [`BadClipsError`], [`ResumeError`]) name the list line, the clips or the
+checkpoint at fault.
 Errors raised by a decoder are chained (`raise ... from error`) but never stand alone as the explanation.
 """
 
@@ -92,16 +94,47 @@ class AudioAlignmentError(AVFMAEInputError):
     whole (the official fine-tuning loader's rule, architecture.md §11.3)."""
 
 
+class ListFileError(ValueError):
+    """A list of training clips with problems: bad syntax, unknown or out-of-range labels, regression targets of the
+    wrong width, missing files. One error lists every problem, each with its place (`list.txt:3`), so that a list is
+    fixed in one pass.
+
+    Attributes:
+        problems (`list[str]`): one line per problem, each starting with its place.
+    """
+
+    def __init__(self, source: object, problems: list[str]):
+        self.problems = list(problems)
+        self.source = os.fspath(source) if isinstance(source, (str, os.PathLike)) else str(source)
+        count = f"{len(self.problems)} problem" + ("s" if len(self.problems) != 1 else "")
+        super().__init__(f"{self.source}: {count}:\n" + "\n".join(f"  {problem}" for problem in self.problems))
+
+    def __reduce__(self):
+        return type(self), (self.source, self.problems)
+
+
+class BadClipsError(RuntimeError):
+    """More clips failed to decode during training than the run allows (or none could be read at all)."""
+
+
+class ResumeError(ValueError):
+    """A checkpoint that this run cannot continue from: another model config, dataset or batch layout than the
+    run's, or a run that already reached its last step."""
+
+
 __all__ = [
     "AVFMAEInputError",
     "AudioAlignmentError",
     "AudioTooShortError",
+    "BadClipsError",
     "CorruptVideoError",
     "DecodedDataMismatchError",
     "EmptyInputError",
     "InputNotFoundError",
     "InvalidFramesError",
+    "ListFileError",
     "MissingAudioError",
+    "ResumeError",
     "UnusableAudioError",
     "ZeroLengthVideoError",
     "describe_item",

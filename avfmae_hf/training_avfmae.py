@@ -7,14 +7,15 @@ The scripts in `training/` are thin layers over this module. It is not imported 
 processor modules, so checkpoints that carry their code do not need `evaluate`, `accelerate` or `datasets`.
 """
 
+import argparse
 import csv
 import json
 import math
 import os
 import re
 import sys
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +26,9 @@ from transformers.utils import logging
 
 from .augmentation_avfmae import MixupCutmix, soft_target_cross_entropy
 from .configuration_avfmae import AVFMAEConfig
+from .data_avfmae import BAD_CLIPS_KEY, BadClipCallback, BadClipLog
+from .errors_avfmae import ListFileError
+from .hub_avfmae import build_model_card, carrying_remote_code
 from .inference_avfmae import load_processor
 from .labels_avfmae import parse_id2label, resolve_labels
 from .modeling_avfmae import AVFMAEPreTrainedModel
@@ -50,8 +54,11 @@ MULTI_LABEL_METRICS = ("multilabel_f1",)
 
 
 # --------------------------------------------------------------------------------------------------------------------
-# List files (architecture.md §11.1)
+# List files (architecture.md §11.1), JSONL files and folder-per-class layouts
 # --------------------------------------------------------------------------------------------------------------------
+
+# Files in a folder-per-class layout that hold a clip's separate audio (paired with the clip of the same stem)
+AUDIO_FILE_EXTENSIONS = (".wav", ".flac", ".mp3", ".m4a", ".ogg")
 
 
 @dataclass(frozen=True)
@@ -61,30 +68,48 @@ class ListEntry:
     Attributes:
         video (`str`): a video file or a folder of frames (one image per frame, in file-name order).
         audio (`str`, *optional*): the audio file; `None` reads the video's own audio stream.
-        label (*optional*): a class index (single-label), a tuple of floats (regression) or `None` (unlabelled).
+        label (*optional*): a class index (single-label), a tuple of class indices (multi-label), a tuple of floats
+            (regression) or `None` (unlabelled).
+        place (`str`, *optional*): where the entry was read (`list.txt:3`), for messages; not compared.
     """
 
     video: str
     audio: str | None = None
     label: int | tuple[float, ...] | None = None
+    place: str | None = field(default=None, compare=False)
 
 
-def _parse_label(text: str, label2id: Mapping[str, int] | None, where: str) -> int:
-    text = text.strip()
+class _Problems(list):
+    """The problems found while reading a list, each `"<place>: <problem>"`."""
+
+    def add(self, place: str, problem: str) -> None:
+        self.append(f"{place}: {problem}")
+
+
+def _parse_label(text: str, label2id: Mapping[str, int] | None, where: str, problems: _Problems) -> int | None:
+    text = str(text).strip()
     if label2id is not None and text in label2id:
         return int(label2id[text])
     try:
         return int(text)
     except ValueError:
         known = f"; known names: {', '.join(label2id)}" if label2id else " (pass id2label/label2id to use names)"
-        raise ValueError(f"{where}: label {text!r} is neither a class index nor a known class name{known}.") from None
+        problems.add(where, f"label {text!r} is neither a class index nor a known class name{known}.")
+        return None
 
 
-def _parse_values(texts: Sequence[str], where: str) -> tuple[float, ...]:
+def _parse_labels(texts: Sequence, label2id, where: str, problems: _Problems) -> tuple[int, ...] | None:
+    """Every label of a multi-label video."""
+    labels = [_parse_label(text, label2id, where, problems) for text in texts]
+    return None if any(label is None for label in labels) else tuple(labels)
+
+
+def _parse_values(texts: Sequence, where: str, problems: _Problems) -> tuple[float, ...] | None:
     try:
         return tuple(float(text) for text in texts)
-    except ValueError:
-        raise ValueError(f"{where}: regression targets must be numbers, got {list(texts)}.") from None
+    except (TypeError, ValueError):
+        problems.add(where, f"regression targets must be numbers, got {list(texts)}.")
+        return None
 
 
 def _resolve(path: str, root: Path | None) -> str:
@@ -96,33 +121,99 @@ def read_list_file(
     label2id: Mapping[str, int] | None = None,
     problem_type: str = SINGLE_LABEL,
     root: str | os.PathLike | None = None,
+    *,
+    num_labels: int | None = None,
+    with_labels: bool = False,
+    check_paths: bool = False,
 ) -> list[ListEntry]:
-    """Read a list of videos (and labels) in one of the formats of architecture.md §11.1, or a simple CSV.
+    """Read a list of videos (and labels) in one of the formats of architecture.md §11.1, a CSV or JSONL file, or a
+    folder per class.
 
-    Formats, detected from the first line:
+    Formats, detected from the path and the first line:
     - official fine-tuning lists, space separated, no header: `<frames_dir> <audio.wav> <label>` (regression:
       `<frames_dir> <audio.wav> <value> [<value> ...]`);
     - official pretraining lists: `<video.mp4> <label>` (the label is a dummy there), or just `<video.mp4>`;
     - CSV with a header row naming the columns: `video` (required), `audio` and `label` (optional); for several
-      regression targets, `label` holds them separated by spaces.
+      regression targets, `label` holds them separated by spaces;
+    - JSONL (a `.jsonl` file, or lines starting with `{`): one object per line with `video` and optional `audio` and
+      `label` (an index, a class name, or a list of numbers for regression);
+    - a folder with one subfolder per class, named by the class: every video file or frame folder in it is a clip of
+      that class, and an audio file (`.wav`, `.flac`, ...) with a clip's stem is that clip's audio. Labels are
+      `label2id[name]`, or the index of the name among the sorted subfolder names without `label2id`.
     - multi-label classification: `<frames_dir> <audio.wav> <label> [<label> ...]` (every label of the video, as
-      indices or names), or a CSV whose `label` column holds them separated by spaces; the label is a tuple of
-      class indices.
+      indices or names), a CSV whose `label` column holds them separated by spaces, or a JSONL list of them; the
+      label is a tuple of class indices.
 
     Labels are class indices or, with `label2id`, class names. Empty lines and lines starting with `#` are skipped.
     Relative paths are taken relative to `root` (default: the list file's folder); paths in the space-separated
     formats cannot contain spaces (as in the official code).
+
+    Every problem is collected before anything is raised: one [`~errors_avfmae.ListFileError`] lists them all, each
+    with its line. Beyond the syntax, `num_labels` checks class indices against `[0, num_labels)` and the width of
+    regression targets, `with_labels` requires a label on every line, and `check_paths` that every video and audio
+    path exists, so that a training run finds all of them before its first step.
     """
     if problem_type not in PROBLEM_TYPES:
         raise ValueError(f"Unknown problem_type {problem_type!r}; choose one of {PROBLEM_TYPES}.")
     path = Path(path)
-    root = path.parent if root is None else Path(root)
-    lines = path.read_text().splitlines()
-    content = [(number, line) for number, line in enumerate(lines, 1) if line.strip() and not line.startswith("#")]
-    if not content:
-        raise ValueError(f"{path} lists no videos.")
-    if "," in content[0][1]:
-        return _read_csv(path, root, label2id, problem_type)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such list file or folder.")
+    problems = _Problems()
+    if path.is_dir():
+        entries = _read_class_folders(path, label2id, problem_type, problems)
+    else:
+        root = path.parent if root is None else Path(root)
+        lines = path.read_text().splitlines()
+        content = [(number, line) for number, line in enumerate(lines, 1) if line.strip() and not line.startswith("#")]
+        if not content:
+            raise ListFileError(path, [f"{path}: lists no videos."])
+        if path.suffix.lower() == ".jsonl" or content[0][1].lstrip().startswith("{"):
+            entries = _read_jsonl(path, content, root, label2id, problem_type, problems)
+        elif "," in content[0][1]:
+            entries = _read_csv(path, root, label2id, problem_type, problems)
+        else:
+            entries = _read_space_separated(path, content, root, label2id, problem_type, problems)
+    if not entries and not problems:
+        problems.add(os.fspath(path), "lists no videos.")
+    problems.extend(check_list_entries(entries, problem_type, num_labels, with_labels, check_paths))
+    if problems:
+        raise ListFileError(path, problems)
+    return entries
+
+
+def check_list_entries(
+    entries: Sequence[ListEntry],
+    problem_type: str = SINGLE_LABEL,
+    num_labels: int | None = None,
+    with_labels: bool = False,
+    check_paths: bool = False,
+) -> list[str]:
+    """The problems of read entries, one `"<place>: <problem>"` each (see [`read_list_file`]); empty when none."""
+    problems = _Problems()
+    for index, entry in enumerate(entries):
+        place = entry.place or f"entry {index}"
+        if entry.label is None:
+            if with_labels:
+                problems.add(place, "has no label.")
+        elif problem_type == REGRESSION:
+            if num_labels is not None and len(entry.label) != num_labels:
+                problems.add(place, f"{len(entry.label)} regression targets, the model predicts {num_labels}.")
+        elif problem_type == MULTI_LABEL:
+            outside = [label for label in entry.label if num_labels is not None and not 0 <= label < num_labels]
+            if outside:
+                problems.add(
+                    place, f"labels {outside} are out of range for {num_labels} classes (0-{num_labels - 1})."
+                )
+        elif num_labels is not None and not 0 <= entry.label < num_labels:
+            problems.add(place, f"label {entry.label} is out of range for {num_labels} classes (0-{num_labels - 1}).")
+        if check_paths:
+            for kind, source in (("video", entry.video), ("audio", entry.audio)):
+                if source is not None and not os.path.exists(source):
+                    problems.add(place, f"{kind} {source!r} does not exist.")
+    return problems
+
+
+def _read_space_separated(path, content, root, label2id, problem_type, problems) -> list[ListEntry]:
     entries = []
     for number, line in content:
         where = f"{path}:{number}"
@@ -130,49 +221,140 @@ def read_list_file(
         label = None
         if problem_type == REGRESSION:
             if len(fields) < 3:
-                raise ValueError(f"{where}: expected `<frames_dir> <audio> <value> [<value> ...]`, got {line!r}.")
-            video, audio, label = fields[0], fields[1], _parse_values(fields[2:], where)
+                problems.add(where, f"expected `<frames_dir> <audio> <value> [<value> ...]`, got {line!r}.")
+                continue
+            video, audio, label = fields[0], fields[1], _parse_values(fields[2:], where, problems)
         elif problem_type == MULTI_LABEL:
             if len(fields) < 3:
-                raise ValueError(f"{where}: expected `<frames_dir> <audio> <label> [<label> ...]`, got {line!r}.")
+                problems.add(where, f"expected `<frames_dir> <audio> <label> [<label> ...]`, got {line!r}.")
+                continue
             video, audio = fields[0], fields[1]
-            label = tuple(_parse_label(text, label2id, where) for text in fields[2:])
+            label = _parse_labels(fields[2:], label2id, where, problems)
         elif len(fields) == 3:
-            video, audio, label = fields[0], fields[1], _parse_label(fields[2], label2id, where)
+            video, audio, label = fields[0], fields[1], _parse_label(fields[2], label2id, where, problems)
         elif len(fields) == 2:
-            video, audio, label = fields[0], None, _parse_label(fields[1], label2id, where)
+            video, audio, label = fields[0], None, _parse_label(fields[1], label2id, where, problems)
         elif len(fields) == 1:
             video, audio = fields[0], None
         else:
-            raise ValueError(
-                f"{where}: expected `<frames_dir> <audio> <label>`, `<video> <label>` or `<video>`, got {len(fields)} "
-                f"fields in {line!r} (paths cannot contain spaces in this format; use a CSV file)."
+            problems.add(
+                where,
+                f"expected `<frames_dir> <audio> <label>`, `<video> <label>` or `<video>`, got {len(fields)} "
+                f"fields in {line!r} (paths cannot contain spaces in this format; use a CSV file).",
             )
-        entries.append(ListEntry(_resolve(video, root), None if audio is None else _resolve(audio, root), label))
+            continue
+        if len(fields) > 1 and label is None:
+            continue
+        audio = None if audio is None else _resolve(audio, root)
+        entries.append(ListEntry(_resolve(video, root), audio, label, place=where))
     return entries
 
 
-def _read_csv(path: Path, root: Path, label2id: Mapping[str, int] | None, problem_type: str) -> list[ListEntry]:
+def _entry_from_fields(video, audio, label, root, label2id, problem_type, where, problems) -> ListEntry | None:
+    if not isinstance(video, str) or not video.strip():
+        problems.add(where, "has no `video`.")
+        return None
+    if label is None or (isinstance(label, str) and not label.strip()):
+        label = None
+    elif problem_type == REGRESSION:
+        values = label.split() if isinstance(label, str) else label if isinstance(label, list) else [label]
+        label = _parse_values(values, where, problems)
+        if label is None:
+            return None
+    elif problem_type == MULTI_LABEL:
+        texts = label.split() if isinstance(label, str) else label if isinstance(label, list) else [label]
+        label = _parse_labels(texts, label2id, where, problems)
+        if label is None:
+            return None
+    else:
+        label = _parse_label(label, label2id, where, problems)
+        if label is None:
+            return None
+    audio = audio.strip() if isinstance(audio, str) else None
+    return ListEntry(_resolve(video.strip(), root), _resolve(audio, root) if audio else None, label, place=where)
+
+
+def _read_csv(path, root, label2id, problem_type, problems) -> list[ListEntry]:
     with open(path, newline="") as handle:
-        rows = list(csv.DictReader(line for line in handle if line.strip() and not line.startswith("#")))
-    if not rows or "video" not in rows[0]:
-        raise ValueError(f"{path}: a CSV list needs a header row with a `video` column (and optional audio, label).")
-    entries = []
-    for number, row in enumerate(rows, 2):
-        where = f"{path}:{number}"
-        label = (row.get("label") or "").strip()
-        if not label:
-            label = None
-        elif problem_type == REGRESSION:
-            label = _parse_values(label.split(), where)
-        elif problem_type == MULTI_LABEL:
-            label = tuple(_parse_label(text, label2id, where) for text in label.split())
-        else:
-            label = _parse_label(label, label2id, where)
-        audio = (row.get("audio") or "").strip() or None
-        entries.append(
-            ListEntry(_resolve(row["video"].strip(), root), None if audio is None else _resolve(audio, root), label)
+        numbered = [
+            (number, line) for number, line in enumerate(handle, 1) if line.strip() and not line.startswith("#")
+        ]
+    reader = csv.DictReader(line for _, line in numbered)
+    if not reader.fieldnames or "video" not in reader.fieldnames:
+        problems.add(
+            f"{path}:{numbered[0][0]}",
+            "a CSV list needs a header row with a `video` column (and optional audio, label).",
         )
+        return []
+    entries = []
+    for row in reader:
+        where = f"{path}:{numbered[reader.line_num - 1][0]}"  # the row's last line in the file
+        entry = _entry_from_fields(
+            row.get("video"), row.get("audio"), row.get("label"), root, label2id, problem_type, where, problems
+        )
+        if entry is not None:
+            entries.append(entry)
+    return entries
+
+
+def _read_jsonl(path, content, root, label2id, problem_type, problems) -> list[ListEntry]:
+    entries = []
+    for number, line in content:
+        where = f"{path}:{number}"
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as error:
+            problems.add(where, f"not a JSON object ({error.msg}).")
+            continue
+        if not isinstance(record, dict):
+            problems.add(where, f"expected a JSON object with a `video` key, got {type(record).__name__}.")
+            continue
+        entry = _entry_from_fields(
+            record.get("video"),
+            record.get("audio"),
+            record.get("label"),
+            root,
+            label2id,
+            problem_type,
+            where,
+            problems,
+        )
+        if entry is not None:
+            entries.append(entry)
+    return entries
+
+
+def class_folder_names(path: str | os.PathLike) -> list[str]:
+    """The class names of a folder-per-class layout: its subfolders, sorted (the label order without `label2id`)."""
+    return sorted(child.name for child in Path(path).iterdir() if child.is_dir() and not child.name.startswith("."))
+
+
+def _read_class_folders(path: Path, label2id, problem_type, problems) -> list[ListEntry]:
+    if problem_type != SINGLE_LABEL:
+        raise ValueError(f"{path}: a folder per class holds one class per clip, not {problem_type} targets.")
+    names = class_folder_names(path)
+    if not names:
+        raise ListFileError(path, [f"{path}: no class subfolders (expected <folder>/<class name>/<clip>)."])
+    entries = []
+    for class_index, name in enumerate(names):
+        where = f"{path / name}"
+        if label2id is not None and name not in label2id:
+            problems.add(
+                where, f"class folder {name!r} is not a known class name; known names: {', '.join(label2id)}."
+            )
+            continue
+        label = int(label2id[name]) if label2id is not None else class_index
+        children = sorted(child for child in (path / name).iterdir() if not child.name.startswith("."))
+        audio = {child.stem: child for child in children if child.suffix.lower() in AUDIO_FILE_EXTENSIONS}
+        for child in children:
+            if child.suffix.lower() in AUDIO_FILE_EXTENSIONS:
+                continue
+            paired = audio.get(child.stem)
+            entries.append(
+                ListEntry(
+                    os.fspath(child), None if paired is None else os.fspath(paired), label, place=os.fspath(child)
+                )
+            )
     return entries
 
 
@@ -379,7 +561,8 @@ class AVFMAEPretrainingDataset(AVFMAEVideoDataset):
 @dataclass
 class AVFMAEDataCollator:
     """Stacks dataset items into a batch: `pixel_values`, `audio_values` and `labels` when present (`label` is
-    renamed `labels`). Numpy arrays and numbers are converted to tensors; other keys are dropped."""
+    renamed `labels`). Numpy arrays and numbers are converted to tensors; other keys are dropped, except the
+    `"bad_clips"` of a [`~data_avfmae.BadClipSkippingDataset`], which are listed for the whole batch."""
 
     model_input_names: tuple[str, ...] = ("pixel_values", "audio_values")
 
@@ -393,6 +576,8 @@ class AVFMAEDataCollator:
         label_key = "labels" if "labels" in features[0] else "label" if "label" in features[0] else None
         if label_key is not None and features[0][label_key] is not None:
             batch["labels"] = torch.stack([torch.as_tensor(feature[label_key]) for feature in features])
+        if BAD_CLIPS_KEY in features[0]:  # items of a BadClipSkippingDataset: the clips skipped for this batch
+            batch[BAD_CLIPS_KEY] = [clip for feature in features for clip in feature[BAD_CLIPS_KEY]]
         return batch
 
 
@@ -621,18 +806,34 @@ class AVFMAETrainer(Trainer):
     - Datasets with a `set_epoch` method are told the epoch ([`DatasetEpochCallback`]).
     - With `mixup`, training batches are mixed (video only, the official Mixup/CutMix) and trained against the
       mixed soft targets with [`soft_target_cross_entropy`]; evaluation batches are not mixed.
+    - Saved folders (checkpoints and the final model) are Hub-ready: they carry the code files, the complete
+      `auto_map`, the processor and a model card ([`~hub_avfmae.build_model_card`] with `model_card_kwargs`), and
+      load with `trust_remote_code=True` where the package is not installed.
+    - With a `bad_clip_log`, the clips a [`~data_avfmae.BadClipSkippingDataset`] skipped are recorded and merged
+      across processes after every step; past its limit the step is saved and training stops.
 
     Args:
         layer_decay (`float`, *optional*): layer-wise learning-rate decay; `None` or 1 turns it off.
         mixup ([`MixupCutmix`], *optional*): batch mixing of training batches (single-label classification). Its
             draws are a function of `(args.seed, process index, global step, micro-batch)`, so a resumed run mixes
             as an uninterrupted one.
+        bad_clip_log ([`~data_avfmae.BadClipLog`], *optional*): where skipped clips are counted.
         All other arguments are `Trainer`'s.
     """
 
-    def __init__(self, *args, layer_decay: float | None = None, mixup: MixupCutmix | None = None, **kwargs):
+    def __init__(
+        self,
+        *args,
+        layer_decay: float | None = None,
+        mixup: MixupCutmix | None = None,
+        bad_clip_log: BadClipLog | None = None,
+        **kwargs,
+    ):
         self.layer_decay = layer_decay
         self.mixup = mixup
+        self.bad_clip_log = bad_clip_log
+        # keyword arguments of `build_model_card` for the cards of saved folders (e.g. `base_model`, `notes`)
+        self.model_card_kwargs = {}
         self._held_processor = None
         self._mixed_micro_batches = (-1, 0)  # (global step, micro-batches mixed in it)
         super().__init__(*args, **kwargs)
@@ -645,6 +846,28 @@ class AVFMAETrainer(Trainer):
                     "leave TrainingArguments.label_smoothing_factor at 0."
                 )
         self.add_callback(DatasetEpochCallback())
+        if bad_clip_log is not None:
+            self.add_callback(BadClipCallback(bad_clip_log))
+
+    def _prepare_inputs(self, inputs):
+        # the clips a BadClipSkippingDataset skipped travel with the batch to here, never to the model
+        bad_clips = inputs.pop(BAD_CLIPS_KEY, None)
+        if self.bad_clip_log is not None:
+            self.bad_clip_log.record(bad_clips)
+        return super()._prepare_inputs(inputs)
+
+    def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
+        # Checkpoints and the final folder load with `trust_remote_code=True` where the package is not installed:
+        # code files, the complete auto_map, the processor and a model card (see `hub_avfmae`).
+        model = self.accelerator.unwrap_model(self.model, keep_torch_compile=False)
+        if not isinstance(model, AVFMAEPreTrainedModel):
+            return super()._save(output_dir, state_dict=state_dict)
+        processor = self.processing_class if isinstance(self.processing_class, AVFMAEProcessor) else None
+        with carrying_remote_code(model, processor):
+            super()._save(output_dir, state_dict=state_dict)
+        if self.args.should_save:
+            card = build_model_card(model, with_processor=processor is not None, **self.model_card_kwargs)
+            card.save(os.path.join(output_dir if output_dir is not None else self.args.output_dir, "README.md"))
 
     def get_train_dataloader(self):
         if self.mixup is None or self.args.dataloader_drop_last:
@@ -746,13 +969,52 @@ def parse_arguments(parser, args: Sequence[str] | None = None) -> tuple:
     args = list(sys.argv[1:] if args is None else args)
     if args and args[0].endswith(".json"):
         values = json.loads(Path(args[0]).read_text())
-        known = {action.dest for action in parser._actions}
+        # flags taken out by `remove_arguments` keep their action (for its default) but no option string
+        known = {
+            action.dest
+            for action in parser._actions
+            if any(option in parser._option_string_actions for option in action.option_strings)
+        }
         unknown = sorted(set(values) - known)
         if unknown:
             raise ValueError(f"{args[0]} sets unknown arguments: {', '.join(unknown)}.")
         parser.set_defaults(**values)
         args = args[1:]
     return parser.parse_args_into_dataclasses(args=args, look_for_args_file=False)
+
+
+def remove_arguments(parser, names: Iterable[str]) -> None:
+    """Take flags out of an `argparse` parser (e.g. `TrainingArguments` fields a script does not honour): `--help`
+    does not offer them, passing one is an error ("unrecognized arguments"), and so is setting one in a JSON recipe
+    ([`parse_arguments`]); their dataclass fields keep their defaults."""
+    names = set(names)
+    for action in parser._actions:
+        if action.dest in names:
+            action.help = argparse.SUPPRESS
+            for option in action.option_strings:
+                parser._option_string_actions.pop(option, None)
+
+
+def save_hub_ready(
+    model: AVFMAEPreTrainedModel,
+    folder: str | os.PathLike,
+    *,
+    processor: AVFMAEProcessor | None = None,
+    state_dict: Mapping[str, torch.Tensor] | None = None,
+    is_main_process: bool = True,
+    **card_kwargs,
+) -> None:
+    """Save a trained model as a Hub-ready folder: weights (from `state_dict` when given, e.g. gathered from
+    sharded processes), config with the complete `auto_map`, the code files, the processor and a model card
+    ([`~hub_avfmae.build_model_card`] with `card_kwargs`). Call it in every process with `is_main_process`; only the
+    main one writes."""
+    with carrying_remote_code(model, processor):
+        model.save_pretrained(folder, state_dict=state_dict, is_main_process=is_main_process)
+        if is_main_process and processor is not None:
+            processor.save_pretrained(folder)
+    if is_main_process:
+        card = build_model_card(model, with_processor=processor is not None, **card_kwargs)
+        card.save(os.path.join(folder, "README.md"))
 
 
 def finetuning_labels(
@@ -859,6 +1121,8 @@ __all__ = [
     "CLASSIFICATION_METRICS",
     "DatasetEpochCallback",
     "ListEntry",
+    "check_list_entries",
+    "class_folder_names",
     "METRICS_DIR",
     "MULTI_LABEL_METRICS",
     "ParameterSetting",
@@ -876,6 +1140,8 @@ __all__ = [
     "parameter_settings",
     "parse_arguments",
     "read_list_file",
+    "remove_arguments",
+    "save_hub_ready",
     "scale_learning_rate",
     "TrainingProgress",
 ]

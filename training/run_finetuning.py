@@ -24,6 +24,7 @@ Several processes: `torchrun --standalone --nproc_per_node 4 training/run_finetu
 See training/README.md.
 """
 
+import json
 import logging
 import os
 import sys
@@ -43,6 +44,18 @@ from avfmae_hf.augmentation_avfmae import (
     MixupCutmix,
     save_augmentation_preview,
 )
+from avfmae_hf.data_avfmae import (
+    DEFAULT_MAX_BAD_CLIP_SHARE,
+    BadClipLog,
+    BadClipSkippingDataset,
+    FingerprintCallback,
+    check_fingerprint,
+    check_not_finished,
+    dataset_entries,
+    load_dataset_split,
+    run_fingerprint,
+)
+from avfmae_hf.hub_avfmae import build_model_card, push_to_hub
 from avfmae_hf.mixture_avfmae import MixtureDataset, load_mixture
 from avfmae_hf.training_avfmae import (
     PROBLEM_TYPES,
@@ -57,6 +70,7 @@ from avfmae_hf.training_avfmae import (
     load_model_and_processor,
     parse_arguments,
     read_list_file,
+    remove_arguments,
     scale_learning_rate,
 )
 from avfmae_hf.video_processing_avfmae import SAMPLING_MODES
@@ -141,6 +155,22 @@ class DataTrainingArguments:
         },
     )
     validation_file: str | None = field(default=None, metadata={"help": "Validation list (same formats)."})
+    dataset_name: str | None = field(
+        default=None,
+        metadata={
+            "help": "Instead of list files: a `datasets` dataset (Hub id, or a folder saved with save_to_disk) whose "
+            "video (and audio) columns hold file paths; its splits are --train_split, --validation_split, --test_split."
+        },
+    )
+    dataset_config_name: str | None = field(default=None, metadata={"help": "The dataset's configuration name."})
+    train_split: str = field(default="train", metadata={"help": "Training split of --dataset_name."})
+    validation_split: str | None = field(default=None, metadata={"help": "Validation split of --dataset_name."})
+    test_split: str | None = field(default=None, metadata={"help": "Test split of --dataset_name."})
+    video_column: str = field(default="video", metadata={"help": "Column of --dataset_name with the video paths."})
+    audio_column: str = field(
+        default="audio", metadata={"help": "Column with audio paths (absent: each video's own audio)."}
+    )
+    label_column: str = field(default="label", metadata={"help": "Column with the labels (indices or names)."})
     test_file: str | None = field(default=None, metadata={"help": "Test list, evaluated after training."})
     dataset: str | None = field(
         default=None,
@@ -185,6 +215,14 @@ class DataTrainingArguments:
     )
     max_eval_samples: int | None = field(
         default=None, metadata={"help": "Keep only the first N validation and test videos (quick runs)."}
+    )
+    max_bad_clip_share: float = field(
+        default=DEFAULT_MAX_BAD_CLIP_SHARE,
+        metadata={
+            "help": "Training clips that fail to decode are skipped (a warning names each, bad_clips.json lists them); "
+            "once more than this share of the training clips failed, a checkpoint is saved and the run stops with an "
+            "error."
+        },
     )
 
     validation_sampling_mode: str = field(
@@ -270,9 +308,27 @@ class AVFMAETrainingArguments(TrainingArguments):
     remove_unused_columns: bool = field(
         default=False, metadata={"help": "Keep every column: the collator picks the model inputs."}
     )
+    allow_finished_resume: bool = field(
+        default=False,
+        metadata={
+            "help": "Resuming a checkpoint that already reached --max_steps is an error; with this flag the script "
+            "goes on to evaluation and saving."
+        },
+    )
+
+
+# `TrainingArguments` fields of the Trainer's own Hub uploads: this script uploads once, at the end, a Hub-ready
+# folder (code files, processor, model card), so these are not offered.
+UNHONOURED_TRAINING_ARGUMENTS = ("hub_strategy", "hub_always_push")
 
 
 ARGUMENT_CLASSES = (ModelArguments, DataTrainingArguments, AugmentationArguments, AVFMAETrainingArguments)
+
+
+def build_parser() -> HfArgumentParser:
+    parser = HfArgumentParser(ARGUMENT_CLASSES)
+    remove_arguments(parser, UNHONOURED_TRAINING_ARGUMENTS)
+    return parser
 
 
 def select_evaluation_split(data_args: DataTrainingArguments, validation, data_seed, load_split):
@@ -327,8 +383,7 @@ def build_mixup(augmentation_args, data_args, training_args, num_labels: int) ->
 
 def main(args: list[str] | None = None) -> dict[str, float]:
     # 1. Arguments: flags, or a JSON recipe followed by flags that override it
-    parser = HfArgumentParser(ARGUMENT_CLASSES)
-    model_args, data_args, augmentation_args, training_args = parse_arguments(parser, args)
+    model_args, data_args, augmentation_args, training_args = parse_arguments(build_parser(), args)
 
     # 2. Logging
     logging.basicConfig(
@@ -357,7 +412,10 @@ def main(args: list[str] | None = None) -> dict[str, float]:
     ):
         last_checkpoint = get_last_checkpoint(training_args.output_dir)
         if last_checkpoint is not None:
-            logger.info(f"Resuming from {last_checkpoint}; use a new --output_dir to start over.")
+            logger.warning(
+                f"Resuming from {last_checkpoint}, found in --output_dir {training_args.output_dir}; use a new "
+                "--output_dir to start over."
+            )
     set_seed(training_args.seed)
 
     # 4. Labels, config, model and processor; stage 2 checks its mixture (labels, test splits) first
@@ -416,7 +474,23 @@ def main(args: list[str] | None = None) -> dict[str, float]:
     ) -> AVFMAEVideoDataset | None:
         if path is None:
             return None
-        entries = read_list_file(path, label2id=label2id, problem_type=data_args.problem_type)
+        # every problem of the list (syntax, labels out of range or unknown, regression width, missing files) in one
+        # error, before the first step
+        checks = {"num_labels": model.config.num_labels, "with_labels": True, "check_paths": True}
+        if data_args.dataset_name is not None:
+            split = load_dataset_split(data_args.dataset_name, path, data_args.dataset_config_name)
+            entries = dataset_entries(
+                split,
+                video_column=data_args.video_column,
+                audio_column=data_args.audio_column,
+                label_column=data_args.label_column,
+                label2id=label2id,
+                problem_type=data_args.problem_type,
+                name=f"{data_args.dataset_name}[{path}]",
+                **checks,
+            )
+        else:
+            entries = read_list_file(path, label2id=label2id, problem_type=data_args.problem_type, **checks)
         return make_dataset(entries, mode, limit, seed, training)
 
     def make_dataset(entries, mode: str, limit: int | None, seed: int | None, training: bool) -> AVFMAEVideoDataset:
@@ -434,19 +508,22 @@ def main(args: list[str] | None = None) -> dict[str, float]:
             num_labels=model.config.num_labels,
         )
 
+    sources = (data_args.train_file, data_args.validation_file, data_args.test_file)
+    if data_args.dataset_name is not None:  # the splits of a `datasets` dataset instead of list files
+        if any(sources):
+            raise ValueError("Pass list files (--train_file, ...) or --dataset_name, not both.")
+        sources = (data_args.train_split, data_args.validation_split, data_args.test_split)
     train_dataset = load_split(
-        data_args.train_file, data_args.train_sampling_mode, data_args.max_train_samples, data_seed, training=True
+        sources[0], data_args.train_sampling_mode, data_args.max_train_samples, data_seed, training=True
     )
     if mixture is not None:
-        sources = [
+        mixed = [
             make_dataset(source.entries, data_args.train_sampling_mode, data_args.max_train_samples, data_seed, True)
             for source in mixture.sources
         ]
-        train_dataset = MixtureDataset(sources, [source.weight for source in mixture.sources], seed=data_seed)
-    eval_dataset = load_split(
-        data_args.validation_file, data_args.validation_sampling_mode, data_args.max_eval_samples, data_seed
-    )
-    test_dataset = load_split(data_args.test_file, data_args.eval_sampling_mode, data_args.max_eval_samples, data_seed)
+        train_dataset = MixtureDataset(mixed, [source.weight for source in mixture.sources], seed=data_seed)
+    eval_dataset = load_split(sources[1], data_args.validation_sampling_mode, data_args.max_eval_samples, data_seed)
+    test_dataset = load_split(sources[2], data_args.eval_sampling_mode, data_args.max_eval_samples, data_seed)
     eval_dataset = select_evaluation_split(data_args, eval_dataset, data_seed, load_split)
     if training_args.do_train and train_dataset is None:
         raise ValueError("--do_train needs --train_file (or --train_mixture).")
@@ -462,6 +539,10 @@ def main(args: list[str] | None = None) -> dict[str, float]:
             model.config.id2label,
         )
         logger.info(f"Wrote {augmentation_args.save_augmentation_preview} augmented training clips to {preview}")
+    bad_clip_log = None
+    if train_dataset is not None:  # a clip that fails to decode mid-epoch is skipped and counted
+        bad_clip_log = BadClipLog(len(train_dataset), data_args.max_bad_clip_share)
+        train_dataset = BadClipSkippingDataset(train_dataset)
 
     # 6. Learning rate from the official rule, when a base rate is given
     if training_args.base_learning_rate is not None:
@@ -476,7 +557,9 @@ def main(args: list[str] | None = None) -> dict[str, float]:
             f"{training_args.learning_rate}"
         )
 
-    # 7. Trainer: official optimizer groups, multi-view evaluation, UAR/WAR/F1 (or CCC)
+    # 7. Trainer: official optimizer groups, multi-view evaluation, UAR/WAR/F1 (or CCC), Hub-ready checkpoints, skipped
+    #    clips counted; the upload to the Hub is done once at the end (a Hub-ready folder), not by the Trainer
+    push, training_args.push_to_hub = training_args.push_to_hub, False
     trainer = AVFMAETrainer(
         model=model,
         args=training_args,
@@ -488,14 +571,31 @@ def main(args: list[str] | None = None) -> dict[str, float]:
         preprocess_logits_for_metrics=keep_logits,
         layer_decay=training_args.layer_decay,
         mixup=mixup,
+        bad_clip_log=bad_clip_log,
     )
+    trainer.model_card_kwargs = finetuning_card_kwargs(model_args, data_args)
 
-    # 8. Training
+    # 8. Training; a checkpoint of another model config, dataset or batch layout is refused before any step
     results = {}
     if training_args.do_train:
+        fingerprint = run_fingerprint(
+            model.config,
+            training_entries(train_dataset.dataset),
+            per_device_train_batch_size=training_args.per_device_train_batch_size,
+            gradient_accumulation_steps=training_args.gradient_accumulation_steps,
+            num_processes=training_args.world_size,
+        )
+        trainer.add_callback(FingerprintCallback(fingerprint))
         checkpoint = training_args.resume_from_checkpoint or last_checkpoint
+        if checkpoint is not None:
+            check_resumable(checkpoint, fingerprint, training_args)
         train_result = trainer.train(resume_from_checkpoint=checkpoint)
+        if training_args.should_save:
+            bad_clip_log.save(training_args.output_dir)
+        if bad_clip_log.exceeded:
+            raise bad_clip_log.error(os.path.join(training_args.output_dir, f"checkpoint-{trainer.state.global_step}"))
         trainer.save_model()
+        train_result.metrics["train_bad_clips"] = len(bad_clip_log.failures)
         trainer.log_metrics("train", train_result.metrics)
         trainer.save_metrics("train", train_result.metrics)
         trainer.save_state()
@@ -513,17 +613,49 @@ def main(args: list[str] | None = None) -> dict[str, float]:
         trainer.save_metrics("test", metrics)
         results.update(metrics)
 
-    # 10. Model card, or the Hub
-    card = {"tasks": "video-classification"}
-    if model_args.model_name_or_path is not None:
-        card["finetuned_from"] = model_args.model_name_or_path
-    if data_args.dataset:
-        card["dataset"] = data_args.dataset
-    if training_args.push_to_hub:
-        trainer.push_to_hub(**card)
-    elif training_args.do_train:
-        trainer.create_model_card(**card)
+    # 10. The Hub: the final model as a Hub-ready folder (code files, auto_map, processor, model card), one commit
+    #     (the saved folders carry the same files and card)
+    if push and training_args.should_save:
+        repo_id = training_args.hub_model_id or os.path.basename(os.path.abspath(training_args.output_dir))
+        model = trainer.accelerator.unwrap_model(trainer.model)
+        push_to_hub(
+            model,
+            repo_id,
+            processor=processor,
+            model_card=build_model_card(model, repo_id=repo_id, with_processor=True, **trainer.model_card_kwargs),
+            private=training_args.hub_private_repo,
+            revision=training_args.hub_revision,
+            token=training_args.hub_token,
+        )
+        logger.info(f"Pushed the fine-tuned model to {repo_id}")
     return results
+
+
+def finetuning_card_kwargs(model_args: ModelArguments, data_args: DataTrainingArguments) -> dict:
+    """What the model cards of this script's folders say besides the model itself."""
+    trained_on = f" on {data_args.dataset}" if data_args.dataset else ""
+    notes = [f"Fine-tuned{trained_on} for video emotion recognition (training/run_finetuning.py)."]
+    base_model = model_args.model_name_or_path
+    if base_model is not None and os.path.exists(base_model):
+        base_model = None  # a local folder is no Hub reference
+    return {"base_model": base_model, "notes": notes}
+
+
+def training_entries(dataset) -> list:
+    """The clips of the training dataset (of every source of a mixture), for the resume fingerprint."""
+    if hasattr(dataset, "entries"):
+        return list(dataset.entries)
+    return [entry for source in dataset.datasets for entry in source.entries]
+
+
+def check_resumable(checkpoint: str, fingerprint: dict, training_args: TrainingArguments) -> None:
+    """Refuse a checkpoint of another run (see `check_fingerprint`) or one that already reached --max_steps."""
+    check_fingerprint(checkpoint, fingerprint)
+    state_file = os.path.join(checkpoint, "trainer_state.json")
+    if os.path.isfile(state_file):
+        with open(state_file) as handle:
+            completed_steps = json.load(handle).get("global_step", 0)
+        check_not_finished(completed_steps, training_args.max_steps, checkpoint, training_args.allow_finished_resume)
 
 
 if __name__ == "__main__":

@@ -16,31 +16,45 @@ Two processes on a CPU-only machine: `torchrun --standalone --nproc_per_node 2 t
 --use_cpu` (or `accelerate launch --multi_gpu --num_processes 2 ... --use_cpu`). Resume exactly where a run stopped
 with `--resume_from_checkpoint pretrain-base/step_200` (or `latest`). See training/README.md.
 
-Of `TrainingArguments`, this script uses: output_dir, per_device_train_batch_size, gradient_accumulation_steps,
-learning_rate (or base_learning_rate), weight_decay, adam_beta1/2, adam_epsilon, max_grad_norm, num_train_epochs,
-max_steps, warmup_steps, lr_scheduler_type, lr_scheduler_kwargs, seed, data_seed, eval_strategy, eval_steps,
-per_device_eval_batch_size, save_strategy (`steps`: every
-save_steps; `epoch`; `no`), save_steps, logging_steps, use_cpu, bf16, fp16, resume_from_checkpoint, dataloader_num_workers, report_to.
+Of `TrainingArguments`, this script honours the fields in `HONOURED_TRAINING_ARGUMENTS` (batch sizes, accumulation,
+optimizer and schedule settings, max_steps / num_train_epochs, seed and data_seed, evaluation, saving and logging
+steps, use_cpu, bf16 / fp16, resume_from_checkpoint, dataloader_num_workers, report_to, push_to_hub and the hub_*
+settings it uses); the other fields are not offered as flags.
 """
 
+import dataclasses
 import json
 import logging
 import math
 import os
 import re
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from accelerate import Accelerator, DataLoaderConfiguration
 from accelerate.logging import get_logger
-from accelerate.utils import set_seed
+from accelerate.utils import DistributedType, set_seed
+from safetensors.torch import load_file
 from tqdm.auto import tqdm
 from transformers import HfArgumentParser, TrainingArguments, get_scheduler
+from transformers.utils import CONFIG_NAME, SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME
 
 from avfmae_hf import AVFMAEForPreTraining
 from avfmae_hf.augmentation_avfmae import PretrainingAugmentation
+from avfmae_hf.data_avfmae import (
+    BAD_CLIPS_KEY,
+    DEFAULT_MAX_BAD_CLIP_SHARE,
+    BadClipLog,
+    BadClipSkippingDataset,
+    check_fingerprint,
+    check_not_finished,
+    run_fingerprint,
+    save_fingerprint,
+)
+from avfmae_hf.hub_avfmae import build_model_card, push_to_hub, write_checkpoint_files
 from avfmae_hf.training_avfmae import (
     AVFMAEDataCollator,
     AVFMAEPretrainingDataset,
@@ -51,6 +65,8 @@ from avfmae_hf.training_avfmae import (
     mask_generator,
     parse_arguments,
     read_list_file,
+    remove_arguments,
+    save_hub_ready,
     scale_learning_rate,
 )
 from avfmae_hf.visualization_avfmae import ReconstructionLogger
@@ -121,6 +137,13 @@ class DataTrainingArguments:
             "--no_random_temporal_start uses the fine-tuning 'train' window."
         },
     )
+    max_bad_clip_share: float = field(
+        default=DEFAULT_MAX_BAD_CLIP_SHARE,
+        metadata={
+            "help": "Clips that fail to decode are skipped (a warning names each, bad_clips.json lists them); once "
+            "more than this share of the training clips failed, the state is saved and the run stops with an error."
+        },
+    )
 
     def __post_init__(self):
         if self.train_file is None:
@@ -157,9 +180,37 @@ class AVFMAETrainingArguments(TrainingArguments):
         default="cosine",
         metadata={"help": "transformers schedule name (official: cosine with warm-up, use cosine_with_min_lr)."},
     )
+    allow_finished_resume: bool = field(
+        default=False,
+        metadata={
+            "help": "Resuming a checkpoint that already reached --max_steps is an error; with this flag it only "
+            "writes the final output."
+        },
+    )
+
+
+# The `TrainingArguments` fields this script honours; the others are not offered as flags.
+HONOURED_TRAINING_ARGUMENTS = {
+    "output_dir", "per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps",
+    "learning_rate", "weight_decay", "adam_beta1", "adam_beta2", "adam_epsilon", "max_grad_norm", "num_train_epochs",
+    "max_steps", "warmup_steps", "lr_scheduler_type", "lr_scheduler_kwargs", "seed", "data_seed", "eval_strategy",
+    "eval_steps", "save_strategy", "save_steps", "logging_steps", "use_cpu", "bf16", "fp16", "resume_from_checkpoint",
+    "dataloader_num_workers", "report_to", "push_to_hub", "hub_model_id", "hub_token", "hub_private_repo",
+    "hub_revision",
+}  # fmt: skip
 
 
 ARGUMENT_CLASSES = (ModelArguments, DataTrainingArguments, AVFMAETrainingArguments)
+
+
+def build_parser() -> HfArgumentParser:
+    parser = HfArgumentParser(ARGUMENT_CLASSES)
+    own = {field.name for field in dataclasses.fields(AVFMAETrainingArguments)} - {
+        field.name for field in dataclasses.fields(TrainingArguments)
+    }
+    unused = {field.name for field in dataclasses.fields(TrainingArguments)} - HONOURED_TRAINING_ARGUMENTS - own
+    remove_arguments(parser, unused)
+    return parser
 
 
 def find_checkpoint(resume_from_checkpoint: str | None, output_dir: str) -> str | None:
@@ -196,18 +247,20 @@ def evaluate(model, dataloader, accelerator: Accelerator, seed: int) -> float:
 
 def main(args: list[str] | None = None) -> dict:
     # 1. Arguments: flags, or a JSON recipe followed by flags that override it
-    parser = HfArgumentParser(ARGUMENT_CLASSES)
-    model_args, data_args, training_args = parse_arguments(parser, args)
+    model_args, data_args, training_args = parse_arguments(build_parser(), args)
 
     # 2. Accelerator (cpu=True makes torchrun / `accelerate launch --multi_gpu` runs on CPUs real multi-process
     #    runs), then logging: progress from the main process, warnings from all
     trackers = [name for name in (training_args.report_to or []) if name != "none"]
+    data_seed = training_args.data_seed if training_args.data_seed is not None else training_args.seed
     mixed_precision = "bf16" if training_args.bf16 else "fp16" if training_args.fp16 else "no"
     accelerator = Accelerator(
         cpu=training_args.use_cpu,
         mixed_precision=mixed_precision,
         gradient_accumulation_steps=training_args.gradient_accumulation_steps,
-        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
+        # one shuffling seed for every process (the default, torch's initial seed, differs per process once the
+        # seed is made device-specific below): the ranks then split one permutation, disjoint and complete
+        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=data_seed),
         log_with=trackers or None,
         project_dir=training_args.output_dir,
     )
@@ -235,16 +288,24 @@ def main(args: list[str] | None = None) -> dict:
 
     # 4. Data: random starts, crops and audio gains are a function of (data seed, epoch, video), masks of
     #    (seed, process, epoch, batch), so a resumed run sees exactly what an uninterrupted one would
-    entries = read_list_file(data_args.train_file)
+    #    Every list problem (syntax, missing files) is reported at once, before the first step; clips that fail to
+    #    decode later are skipped and counted (BadClipSkippingDataset, BadClipLog)
+    entries = read_list_file(data_args.train_file, check_paths=True)
     if data_args.max_train_samples is not None:
         entries = entries[: data_args.max_train_samples]
-    data_seed = training_args.data_seed if training_args.data_seed is not None else training_args.seed
     augmentation = PretrainingAugmentation(
         multiscale_crop=data_args.multiscale_crop, random_temporal_start=data_args.random_temporal_start
     )
-    train_dataset = AVFMAEPretrainingDataset(
-        entries, processor, seed=data_seed, audio_gain_jitter=data_args.audio_gain_jitter, augmentation=augmentation
+    train_dataset = BadClipSkippingDataset(
+        AVFMAEPretrainingDataset(
+            entries,
+            processor,
+            seed=data_seed,
+            audio_gain_jitter=data_args.audio_gain_jitter,
+            augmentation=augmentation,
+        )
     )
+    bad_clip_log = BadClipLog(len(train_dataset), data_args.max_bad_clip_share)
     train_dataloader = torch.utils.data.DataLoader(
         train_dataset,
         batch_size=training_args.per_device_train_batch_size,
@@ -256,7 +317,7 @@ def main(args: list[str] | None = None) -> dict:
     eval_dataloader = None
     if data_args.validation_file is not None:
         eval_dataset = AVFMAEPretrainingDataset(
-            read_list_file(data_args.validation_file),
+            read_list_file(data_args.validation_file, check_paths=True),
             processor,
             sampling_mode="uniform",
             seed=data_seed,
@@ -312,11 +373,30 @@ def main(args: list[str] | None = None) -> dict:
     if trackers:
         accelerator.init_trackers("avfmae_pretraining", config=training_args.to_sanitized_dict())
 
-    # 7. Resume: weights, optimizer, schedule, random states and the step counter, then skip the used batches
+    # 7. Resume: weights, optimizer, schedule, random states and the step counter, then skip the used batches; a
+    #    checkpoint of another model config, dataset or batch layout is refused before anything is loaded
+    fingerprint = run_fingerprint(
+        accelerator.unwrap_model(model).config,
+        entries,
+        per_device_train_batch_size=training_args.per_device_train_batch_size,
+        gradient_accumulation_steps=training_args.gradient_accumulation_steps,
+        num_processes=accelerator.num_processes,
+    )
+    register_hub_ready_checkpoints(accelerator, processor)
     checkpoint = find_checkpoint(training_args.resume_from_checkpoint, training_args.output_dir)
     if checkpoint is not None:
+        check_fingerprint(checkpoint, fingerprint)
         accelerator.load_state(checkpoint)
         logger.info(f"Resumed from {checkpoint} after {progress.completed_steps} steps")
+        check_not_finished(progress.completed_steps, max_steps, checkpoint, training_args.allow_finished_resume)
+
+    def save_checkpoint() -> str:
+        folder = os.path.join(training_args.output_dir, f"step_{progress.completed_steps}")
+        accelerator.save_state(folder)
+        if accelerator.is_main_process:
+            save_fingerprint(folder, fingerprint)
+        return folder
+
     starting_epoch, batches_to_skip = progress.position(
         update_steps_per_epoch, training_args.gradient_accumulation_steps
     )
@@ -328,6 +408,7 @@ def main(args: list[str] | None = None) -> dict:
     )
 
     # 8. Training loop
+    started, steps_before = time.perf_counter(), progress.completed_steps
     progress_bar = tqdm(
         total=max_steps, initial=progress.completed_steps, disable=not accelerator.is_local_main_process
     )
@@ -356,6 +437,7 @@ def main(args: list[str] | None = None) -> dict:
         skip = batches_to_skip if epoch == starting_epoch else 0
         batches = accelerator.skip_first_batches(train_dataloader, skip) if skip else train_dataloader
         for batch_index, batch in enumerate(batches, start=skip):
+            bad_clip_log.record(batch.pop(BAD_CLIPS_KEY, None))
             with accelerator.accumulate(model):
                 generator = mask_generator(training_args.seed, accelerator.process_index, epoch, batch_index)
                 outputs = model(**batch, generator=generator)
@@ -371,6 +453,12 @@ def main(args: list[str] | None = None) -> dict:
             progress.completed_steps += 1
             progress_bar.update(1)
             step = progress.completed_steps
+            bad_clip_log.synchronize()
+            if bad_clip_log.exceeded:
+                folder = save_checkpoint()
+                if accelerator.is_main_process:
+                    bad_clip_log.save(training_args.output_dir)
+                raise bad_clip_log.error(folder)
             if step % training_args.logging_steps == 0 or step == max_steps:
                 losses = {
                     name: accelerator.gather(getattr(outputs, name).detach()).mean().item()
@@ -390,24 +478,29 @@ def main(args: list[str] | None = None) -> dict:
             ):
                 eval_loss = run_evaluation()
             if training_args.save_strategy == "steps" and step % training_args.save_steps == 0:
-                accelerator.save_state(os.path.join(training_args.output_dir, f"step_{step}"))
+                save_checkpoint()
             if step >= max_steps:
                 break
         if eval_dataloader is not None and training_args.eval_strategy == "epoch":
             eval_loss = run_evaluation()
         if training_args.save_strategy == "epoch":
-            accelerator.save_state(os.path.join(training_args.output_dir, f"step_{progress.completed_steps}"))
+            save_checkpoint()
     progress_bar.close()
+    train_runtime = time.perf_counter() - started
     if eval_dataloader is not None and training_args.eval_strategy == "no":
         eval_loss = run_evaluation()
 
-    # 9. Final model and processor
+    # 9. Final model and processor, Hub-ready (code files, auto_map, model card), and the upload when asked
     accelerator.wait_for_everyone()
     unwrapped = accelerator.unwrap_model(model)
-    unwrapped.save_pretrained(
+    card = pretraining_card_kwargs(model_args)
+    save_hub_ready(
+        unwrapped,
         training_args.output_dir,
-        is_main_process=accelerator.is_main_process,
+        processor=processor,
         state_dict=accelerator.get_state_dict(model),
+        is_main_process=accelerator.is_main_process,
+        **card,
     )
     results = {
         "completed_steps": progress.completed_steps,
@@ -415,13 +508,83 @@ def main(args: list[str] | None = None) -> dict:
         "train_loss": last_loss,
         "eval_loss": eval_loss,
         "num_processes": accelerator.num_processes,
+        "train_runtime": train_runtime,  # seconds of the training loop in this run (evaluations included)
+        "train_steps_per_second": (progress.completed_steps - steps_before) / train_runtime if train_runtime else None,
+        "max_memory_allocated_gb": (
+            torch.cuda.max_memory_allocated() / 2**30
+            if torch.cuda.is_available() and not training_args.use_cpu
+            else None
+        ),
+        "num_bad_clips": len(bad_clip_log.failures),
+        "bad_clips": [name for name, _ in bad_clip_log.failures.values()],
     }
     if accelerator.is_main_process:
-        processor.save_pretrained(training_args.output_dir)
+        bad_clip_log.save(training_args.output_dir)
         Path(training_args.output_dir, "train_results.json").write_text(json.dumps(results, indent=2) + "\n")
+        if training_args.push_to_hub:
+            repo_id = training_args.hub_model_id or Path(training_args.output_dir).absolute().name
+            push_to_hub(
+                unwrapped,
+                repo_id,
+                processor=processor,
+                model_card=build_model_card(unwrapped, repo_id=repo_id, with_processor=True, **card),
+                private=training_args.hub_private_repo,
+                revision=training_args.hub_revision,
+                token=training_args.hub_token,
+            )
+            logger.info(f"Pushed the pretrained model to {repo_id}")
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return {**results, "process_index": accelerator.process_index, "model": unwrapped}
+
+
+def pretraining_card_kwargs(model_args: ModelArguments) -> dict:
+    """What the model cards of this script's folders say besides the model itself."""
+    notes = [
+        "Pretrained with masked audio-visual reconstruction and the contrastive loss (training/run_pretraining.py)."
+    ]
+    base_model = model_args.model_name_or_path
+    if base_model is not None and os.path.exists(base_model):
+        base_model = None  # a local folder is no Hub reference
+    return {"base_model": base_model, "notes": notes}
+
+
+def register_hub_ready_checkpoints(accelerator: Accelerator, processor) -> None:
+    """Make every `step_*` folder a loadable, Hub-ready model folder as well as a resumable state: the model is
+    saved by `save_pretrained` with its code files, processor and card (instead of accelerate's plain weights file)
+    and read back from there on resume. Under FSDP and DeepSpeed, which save sharded states of their own, the step
+    folders keep accelerate's layout."""
+
+    def save_model(models, weights, output_dir):
+        if len(weights) != len(models):  # FSDP / DeepSpeed: no full weights here
+            return
+        for model in models:
+            unwrapped = accelerator.unwrap_model(model)
+            if accelerator.is_main_process:
+                card = build_model_card(unwrapped, with_processor=True, notes=["A pretraining checkpoint."])
+                write_checkpoint_files(unwrapped, output_dir, processor=processor, model_card=card)
+        weights.clear()
+
+    def load_model(models, input_dir):
+        if accelerator.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED):
+            return
+        if not Path(input_dir, CONFIG_NAME).is_file():  # a checkpoint in accelerate's own layout
+            return
+        for model in models:
+            unwrapped = accelerator.unwrap_model(model)
+            if Path(input_dir, SAFE_WEIGHTS_NAME).is_file():
+                files = [SAFE_WEIGHTS_NAME]
+            else:  # weights sharded by save_pretrained
+                files = sorted(
+                    set(json.loads(Path(input_dir, SAFE_WEIGHTS_INDEX_NAME).read_text())["weight_map"].values())
+                )
+            unwrapped.load_state_dict(
+                {name: value for file in files for name, value in load_file(Path(input_dir, file)).items()}
+            )
+        models.clear()
+
+    accelerator.register_save_state_pre_hook(save_model)
+    accelerator.register_load_state_pre_hook(load_model)
 
 
 def finish() -> None:
