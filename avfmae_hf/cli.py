@@ -322,6 +322,7 @@ def add_extract_features_command(subparsers: argparse._SubParsersAction) -> None
 
 
 def run_preprocess(args: argparse.Namespace) -> int:
+    from .data_avfmae import dataset_entries, load_dataset_split
     from .errors_avfmae import ListFileError
     from .labels_avfmae import dataset_id2label
     from .preprocessing_avfmae import PreprocessingFormatError, preprocess_corpus
@@ -333,7 +334,12 @@ def run_preprocess(args: argparse.Namespace) -> int:
         if args.dataset:
             id2label = dataset_id2label(args.dataset)
         label2id = {name: index for index, name in (id2label or {}).items()} or None
-        entries = read_list_file(args.input, label2id=label2id)
+        saved = [Path(args.input) / marker for marker in ("dataset_dict.json", "state.json")]
+        if any(marker.is_file() for marker in saved):
+            split = load_dataset_split(args.input, args.split)
+            entries = dataset_entries(split, label2id=label2id, name=f"{args.input}[{args.split}]")
+        else:
+            entries = read_list_file(args.input, label2id=label2id)
         processor = AVFMAEProcessor.from_pretrained(args.model) if args.model else AVFMAEProcessor()
         report = preprocess_corpus(
             entries,
@@ -375,7 +381,12 @@ def add_preprocess_command(subparsers: argparse._SubParsersAction) -> None:
         epilog="exit status: 0 when at least one clip was preprocessed, 1 when the input cannot be read or every "
         "clip failed, 2 for invalid options.",
     )
-    parser.add_argument("input", help="a list file (official, CSV, JSONL) or a folder with one subfolder per class")
+    parser.add_argument(
+        "input",
+        help="a list file (official, CSV, JSONL), a folder with one subfolder per class, or a folder saved with "
+        "datasets' save_to_disk (video/audio/label columns of file paths and labels)",
+    )
+    parser.add_argument("--split", default="train", help="the split of a saved DatasetDict (default: train)")
     parser.add_argument("--output-dir", required=True, metavar="DIR", help="the folder to write (or resume)")
     parser.add_argument("--model", metavar="DIR_OR_HUB_ID", help="take the processor settings from this model")
     parser.add_argument("--num-workers", type=int, default=0, metavar="N", help="worker processes (0: this one)")

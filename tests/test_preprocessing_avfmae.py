@@ -185,3 +185,14 @@ def test_worker_processes_give_the_same_rows(preprocessed, corpus, processor, tm
     report = preprocess_corpus(read_list_file(corpus), output, processor=processor, num_workers=2, show_progress=False)
     assert report.num_written == 3 and len(report.skipped) == 1
     assert _rows(output) == _rows(single)
+
+
+def test_cli_reads_a_saved_dataset(corpus, tmp_path, capsys):
+    rows = [
+        {"video": str(corpus.parent / name), "label": label} for name, label in (("face_a.mp4", 0), ("no_face.mp4", 1))
+    ]
+    datasets.DatasetDict({"train": datasets.Dataset.from_list(rows)}).save_to_disk(str(tmp_path / "saved"))
+    output = tmp_path / "from_dataset"
+    assert main(["preprocess", str(tmp_path / "saved"), "--output-dir", str(output)]) == 0
+    assert "preprocessed 2 of 2 clips" in capsys.readouterr().out
+    assert [row["label"] for row in _rows(output)] == [0, 1]
