@@ -10,6 +10,7 @@ from transformers import (
     AutoProcessor,
     AutoVideoProcessor,
 )
+from transformers.pipelines import PIPELINE_REGISTRY
 
 from .checkpoint_avfmae import convert_checkpoint, load_original_checkpoint
 from .configuration_avfmae import AVFMAEAudioConfig, AVFMAEConfig, AVFMAEVideoConfig
@@ -41,6 +42,7 @@ from .modeling_avfmae import (
     AVFMAEVideoClassifierOutput,
 )
 from .original_config_avfmae import config_from_original
+from .pipeline_avfmae import PIPELINE_TASK, AVFMAEAudioVideoClassificationPipeline
 from .processing_avfmae import AVFMAEProcessor
 from .video_processing_avfmae import AVFMAEVideoProcessor
 
@@ -54,11 +56,19 @@ AutoModelForVideoClassification.register(AVFMAEConfig, AVFMAEForVideoClassificat
 AutoFeatureExtractor.register(AVFMAEConfig, AVFMAEFeatureExtractor, exist_ok=True)
 AutoVideoProcessor.register(AVFMAEConfig, AVFMAEVideoProcessor, exist_ok=True)
 AutoProcessor.register(AVFMAEConfig, AVFMAEProcessor, exist_ok=True)
+if PIPELINE_TASK not in PIPELINE_REGISTRY.get_supported_tasks():
+    PIPELINE_REGISTRY.register_pipeline(
+        PIPELINE_TASK,
+        pipeline_class=AVFMAEAudioVideoClassificationPipeline,
+        pt_model=AutoModelForVideoClassification,
+        type="multimodal",
+    )
 
 __version__ = "0.1.0"
 
 __all__ = [
     "AVFMAEAudioConfig",
+    "AVFMAEAudioVideoClassificationPipeline",
     "AVFMAEConfig",
     "AVFMAEDualMaskingGenerator",
     "AVFMAEFeatureExtractor",

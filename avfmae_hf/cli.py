@@ -5,19 +5,38 @@ it declares its options and a `run` function that calls the library and returns 
 import argparse
 import json
 import logging
+import os
 import sys
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 
+import torch
 from huggingface_hub.errors import HfHubHTTPError
 from safetensors.torch import save_file
+from tqdm.auto import tqdm
 
 from .checkpoint_avfmae import VerificationError, convert_checkpoint, read_original_config
 from .configuration_avfmae import MODEL_SIZES
 from .hub_avfmae import DEFAULT_MAX_SHARD_SIZE
-from .inference_avfmae import extract_features, load_classifier, load_processor, predict_videos, run_demo
+from .inference_avfmae import (
+    DEFAULT_BATCH_SIZE,
+    VideoFailure,
+    import_pyplot,
+    iter_features,
+    iter_predictions,
+    load_backbone,
+    load_classifier,
+    plot_emotions_over_time,
+    plot_file_name,
+    resolve_device,
+    run_demo,
+    write_predictions_csv,
+)
 from .labels_avfmae import OFFICIAL_DATASET_NUM_LABELS, OFFICIAL_LABEL_ORDERS, parse_id2label
-from .modeling_avfmae import AVFMAEModel
+from .processing_avfmae import MISSING_AUDIO_POLICIES
+from .video_decoding_avfmae import VIDEO_BACKENDS
+from .video_processing_avfmae import SAMPLING_MODES
 
 
 CONVERT_DESCRIPTION = """\
@@ -197,7 +216,175 @@ def add_convert_command(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_convert_arguments(parser)
+    add_debug_option(parser)
     parser.set_defaults(run=run_convert)
+
+
+# the random "train" mode has no place in inference
+INFERENCE_SAMPLING_MODES = tuple(mode for mode in SAMPLING_MODES if mode != "train")
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+DTYPE_ALIASES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
+def _dtype(text: str) -> torch.dtype:
+    name = DTYPE_ALIASES.get(text, text)
+    if name not in DTYPES:
+        raise argparse.ArgumentTypeError(f"choose one of {', '.join([*DTYPES, *DTYPE_ALIASES])}, got {text!r}")
+    return DTYPES[name]
+
+
+def _device(text: str) -> torch.device:
+    try:
+        device = resolve_device(text)
+    except RuntimeError:
+        raise argparse.ArgumentTypeError(f"not a torch device: {text!r} (e.g. auto, cpu, cuda, cuda:1)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise argparse.ArgumentTypeError(f"{text!r} was asked for, but this torch sees no CUDA device")
+    return device
+
+
+def add_debug_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of an unexpected error")
+
+
+def add_runtime_arguments(parser: argparse.ArgumentParser, *, model_help: str, required: bool = True) -> None:
+    """The options predict, extract-features and demo share: model, device and dtype."""
+    group = parser.add_argument_group("model and device")
+    group.add_argument("--model", required=required, metavar="DIR_OR_HUB_ID", help=model_help)
+    group.add_argument(
+        "--device",
+        type=_device,
+        default="auto",
+        metavar="DEVICE",
+        help="where the model runs: auto (default: the GPU when there is one, else the CPU), cpu, cuda, cuda:1, ...",
+    )
+    group.add_argument(
+        "--dtype",
+        type=_dtype,
+        default=torch.float32,
+        metavar="DTYPE",
+        help="weights' precision: float32 (default), bfloat16 (bf16; about 3x faster on recent CPUs), float16 (fp16)",
+    )
+
+
+def add_video_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options predict and extract-features share: inputs, windows, batching and decoding."""
+    parser.add_argument("videos", nargs="+", metavar="VIDEO", help="video files, or folders of face frames")
+    inputs = parser.add_argument_group("inputs")
+    inputs.add_argument(
+        "--audio",
+        action="append",
+        metavar="FILE",
+        help="audio of the videos, one per VIDEO in order (repeat the option), for frame folders; without it a "
+        "folder's audio is the .wav beside it (clips/0001/ -> clips/0001.wav), a video file's its own audio stream",
+    )
+    inputs.add_argument(
+        "--missing-audio",
+        choices=MISSING_AUDIO_POLICIES,
+        default="error",
+        help="a video without audio: error (default), or silence (a silent track, with a warning)",
+    )
+    inputs.add_argument(
+        "--video-backend",
+        choices=VIDEO_BACKENDS,
+        metavar="BACKEND",
+        help=f"decoder of video files ({', '.join(VIDEO_BACKENDS)}; default: the processor's choice)",
+    )
+    windows = parser.add_argument_group("windows and batching")
+    windows.add_argument(
+        "--sampling-mode",
+        choices=INFERENCE_SAMPLING_MODES,
+        default="sliding",
+        help="sliding (default): every window of the official geometry (16 frames, stride 4) over the whole video; "
+        "center: the centred window only; test: the official first test segment; uniform: 16 frames spread over a "
+        "clip of at most one window",
+    )
+    windows.add_argument(
+        "--window-hop",
+        type=_positive_int,
+        metavar="FRAMES",
+        help="source frames from one window's start to the next (default: half a window, 32)",
+    )
+    windows.add_argument(
+        "--batch-size",
+        type=_positive_int,
+        default=DEFAULT_BATCH_SIZE,
+        metavar="N",
+        help=f"windows per forward pass, across videos (default {DEFAULT_BATCH_SIZE})",
+    )
+    windows.add_argument(
+        "--num-workers",
+        type=_non_negative_int,
+        default=min(4, os.cpu_count() or 1) - 1,
+        metavar="N",
+        help="worker processes decoding videos while the model runs (default: up to 3; 0 decodes in this process)",
+    )
+    windows.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def _check_audio_count(args: argparse.Namespace) -> None:
+    if args.audio is not None and len(args.audio) != len(args.videos):
+        raise ValueError(
+            f"--audio was given {len(args.audio)} times for {len(args.videos)} videos; give it once per video."
+        )
+
+
+def _processor_options(args: argparse.Namespace, processor) -> dict:
+    if args.video_backend is not None:
+        processor.video_processor.video_backend = args.video_backend
+    return {
+        "audios": args.audio,
+        "batch_size": args.batch_size,
+        "num_workers": args.num_workers,
+        "sampling_mode": args.sampling_mode,
+        "window_hop": args.window_hop,
+        "missing_audio": args.missing_audio,
+        "progress": False if args.no_progress else None,
+    }
+
+
+def _writable_file(path: str | None, option: str) -> Path | None:
+    """An output file's path, checked before any work: its folder exists and it is not a folder itself."""
+    if path is None:
+        return None
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{option} {path} is a folder; give a file name.")
+    if not path.parent.is_dir():
+        raise ValueError(f"{option} {path}: the folder {path.parent} does not exist.")
+    if not os.access(path.parent, os.W_OK):
+        raise ValueError(f"{option} {path}: the folder {path.parent} is not writable.")
+    return path
+
+
+def _writable_folder(path: str | None, option: str) -> Path | None:
+    if path is None:
+        return None
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{option} {path} is a file; give a folder.")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 def _print_input_error(command: str, error: Exception) -> int:
@@ -205,32 +392,62 @@ def _print_input_error(command: str, error: Exception) -> int:
     return 1
 
 
+def _report_failures(command: str, failures: int, total: int) -> int:
+    if failures:
+        print(f"avfmae {command}: {failures} of {total} videos failed (see above).", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _window_summary(prediction) -> str:
+    windows = prediction.windows
+    count = f"{len(windows)} window{'s' if len(windows) != 1 else ''}"
+    if windows and windows[0].start is not None:
+        count += f", {windows[0].start:.2f}-{windows[-1].end:.2f} s"
+    return count
+
+
+def _notes(prediction) -> str:
+    notes = []
+    if prediction.padded:
+        notes.append("shorter than one window: padded as the official code pads")
+    if prediction.face_found is False:
+        notes.append("no face found in some windows: centre crop")
+    return f"  ({'; '.join(notes)})" if notes else ""
+
+
 def run_demo_command(args: argparse.Namespace) -> int:
     try:
-        result = run_demo(args.video, args.model, args.size, args.output_dir)
+        result = run_demo(args.video, args.model, args.size, args.output_dir, device=args.device, dtype=args.dtype)
     except (ValueError, OSError) as error:
         return _print_input_error("demo", error)
     prediction = result.prediction
-    print(f"video:      {prediction.video}")
+    print(f"video:       {prediction.video}")
     if result.pretrained:
-        print(f"model:      {args.model}")
+        print(f"model:       {args.model}")
     else:
-        print(
-            f"model:      AVF-MAE++ {result.size}, randomly initialised: nothing is downloaded. Convert the official "
-            "checkpoint with `avfmae convert` and pass --model DIR for real predictions."
-        )
+        print(f"model:       AVF-MAE++ {result.size}, randomly initialised: nothing is downloaded.")
     face = {True: "yes", False: "no (centre crop used)", None: "not searched"}[prediction.face_found]
-    print(f"face found: {face}")
+    print(f"face found:  {face}")
     print(
-        f"time:       {prediction.timings['processing_s']:.2f} s processing (decode, face crop, fbank), "
+        f"windows:     {_window_summary(prediction)}; each is 16 frames, every 4th of 64 source frames, with the "
+        "audio of the same span"
+    )
+    print(
+        f"time:        {prediction.timings['processing_s']:.2f} s processing (decode, face crop, fbank), "
         f"{prediction.timings['model_s']:.2f} s model"
     )
     print(
-        f"feature:    {prediction.features.shape[0]} values, L2 norm {float((prediction.features**2).sum() ** 0.5):.2f}"
+        f"features:    {prediction.features.shape[0]} numbers per window (the means of the fused video and audio "
+        "tokens; `avfmae extract-features` writes them)"
     )
+    scores = ", ".join(f"{label} {score:.2f}" for label, score in prediction.top(3))
     if result.pretrained:
-        print("prediction: " + ", ".join(f"{label} {score:.3f}" for label, score in prediction.top(3)))
-    print("wrote:      " + ", ".join(str(path) for path in result.files))
+        print(f"prediction:  {scores} (mean of the windows' probabilities){_notes(prediction)}")
+    else:
+        print(f"scores:      {scores} - chance, not a prediction.")
+        print(textwrap.fill(result.explanation, width=110, initial_indent="note:        ", subsequent_indent=" " * 13))
+    print("wrote:       " + ", ".join(str(path) for path in result.files))
     return 0
 
 
@@ -238,86 +455,147 @@ def add_demo_command(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "demo",
         help="run one talking-face video through the processor and the model, offline",
-        description="Face crop, frame sampling and Kaldi fbank on a video (default: a short public-domain sample "
-        "shipped with the package), then AVF-MAE++; prints what happened and writes previews of the face crops and "
-        "the spectrogram. Nothing is downloaded: without --model the model is randomly initialised.",
+        description="Face crop, sliding windows of 16 frames and the Kaldi fbank of the same spans on a video "
+        "(default: a short public-domain sample shipped with the package), then AVF-MAE++; prints what happened and "
+        "writes labelled figures: the face crops with their times, the spectrogram with time and mel axes and the "
+        "span of each sampled frame, and the emotions over time. Nothing is downloaded: without --model the model "
+        "is randomly initialised and its scores are chance.",
     )
     parser.add_argument("--video", metavar="PATH", help="a talking-face video (default: the bundled sample)")
-    parser.add_argument("--model", metavar="DIR", help="a converted or fine-tuned classification model folder")
+    add_runtime_arguments(
+        parser, model_help="a converted or fine-tuned classification model (default: untrained)", required=False
+    )
     parser.add_argument("--size", default="base", choices=tuple(MODEL_SIZES), help="size of the untrained model")
-    parser.add_argument("--output-dir", default="avfmae-demo", metavar="DIR", help="where to write the previews")
+    parser.add_argument("--output-dir", default="avfmae-demo", metavar="DIR", help="where to write the figures")
+    add_debug_option(parser)
     parser.set_defaults(run=run_demo_command)
 
 
 def run_predict(args: argparse.Namespace) -> int:
     try:
-        model, processor, _ = load_classifier(args.model)
-        predictions = predict_videos(
-            args.videos, model, processor, batch_size=args.batch_size, sampling_mode=args.sampling_mode
-        )
-    except (ValueError, OSError) as error:
+        _check_audio_count(args)
+        json_path = _writable_file(args.json, "--json")
+        csv_path = _writable_file(args.csv, "--csv")
+        plot_dir = _writable_folder(args.plot, "--plot")
+        if plot_dir is not None:
+            import_pyplot()
+        model, processor, _ = load_classifier(args.model, device=args.device, dtype=args.dtype)
+        if not 1 <= args.top_k <= model.config.num_labels:
+            raise ValueError(
+                f"--top-k must be between 1 and the model's {model.config.num_labels} labels, got {args.top_k}."
+            )
+        options = _processor_options(args, processor)
+    except (ValueError, OSError, ImportError) as error:
         return _print_input_error("predict", error)
-    for prediction in predictions:
-        top = ", ".join(f"{label} {score:.3f}" for label, score in prediction.top(args.top_k))
-        face = "" if prediction.face_found is not False else "  (no face found: centre crop)"
-        print(f"{prediction.video}: {top}{face}")
-    if args.json:
-        records = [
-            {"video": prediction.video, "scores": prediction.scores, "face_found": prediction.face_found}
-            for prediction in predictions
-        ]
-        Path(args.json).write_text(json.dumps(records, indent=1))
-    return 0
+    predictions, failures = [], 0
+    for result in iter_predictions(args.videos, model, processor, **options):
+        if isinstance(result, VideoFailure):
+            failures += 1
+            tqdm.write(f"avfmae predict: error: {result.error}", file=sys.stderr)
+            if args.debug and result.traceback:
+                tqdm.write(result.traceback, file=sys.stderr)
+            continue
+        predictions.append(result)
+        top = ", ".join(f"{label} {score:.3f}" for label, score in result.top(args.top_k))
+        tqdm.write(f"{result.video}: {top}  [{_window_summary(result)}]{_notes(result)}", file=sys.stdout)
+        if plot_dir is not None:
+            plot_emotions_over_time(result, plot_dir / plot_file_name(result))
+    if json_path is not None:
+        json_path.write_text(json.dumps([prediction.to_record() for prediction in predictions], indent=1))
+    if csv_path is not None:
+        labels = [model.config.id2label[index] for index in range(model.config.num_labels)]
+        write_predictions_csv(predictions, csv_path, labels)
+    return _report_failures("predict", failures, len(args.videos))
 
 
 def add_predict_command(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "predict",
-        help="emotion predictions for talking-face videos with a converted classification model",
-        description="Runs the processor saved with the model (face crop, 16 frames, fbank) and the classifier on "
-        "every video and prints the top labels with their probabilities.",
+        help="emotions over time in talking-face videos, with a converted classification model",
+        description="Runs the processor saved with the model (face crop, sliding windows of 16 frames with the "
+        "audio of the same span) and the classifier on every window of every video; prints each video's top "
+        "labels (the mean of its windows' probabilities) as soon as it is done. A video that fails is reported "
+        "with its position and name, and the others go on.",
+        epilog="exit status: 0 when every video was predicted, 1 when any failed or the model cannot be used, "
+        "2 for invalid options.",
     )
-    parser.add_argument("videos", nargs="+", metavar="VIDEO", help="video files (or folders of face frames)")
-    parser.add_argument(
-        "--model", required=True, metavar="DIR", help="a converted or fine-tuned classification model folder"
+    add_video_arguments(parser)
+    add_runtime_arguments(parser, model_help="a converted or fine-tuned classification model folder (or Hub id)")
+    output = parser.add_argument_group("output")
+    output.add_argument(
+        "--top-k", type=_positive_int, default=3, metavar="K", help="labels to print per video (default 3)"
     )
-    parser.add_argument("--top-k", type=int, default=3, metavar="K", help="labels to print per video (default 3)")
-    parser.add_argument("--batch-size", type=int, default=4, metavar="N", help="videos per forward pass")
-    parser.add_argument(
-        "--sampling-mode", choices=("uniform", "test"), default="uniform", help="frame sampling (default uniform)"
+    output.add_argument(
+        "--json",
+        metavar="FILE",
+        help='write every score: a list of {"video", "scores", "windows": [{"start", "end", "scores"}], "face_found"}',
     )
-    parser.add_argument("--json", metavar="PATH", help="also write every score to this JSON file")
+    output.add_argument(
+        "--csv", metavar="FILE", help="write every score: a row per video (window 'all') and a row per window"
+    )
+    output.add_argument(
+        "--plot", metavar="DIR", help="write an emotion-over-time PNG per video (needs matplotlib: the plot extra)"
+    )
+    add_debug_option(parser)
     parser.set_defaults(run=run_predict)
 
 
 def run_extract_features(args: argparse.Namespace) -> int:
     try:
-        model = AVFMAEModel.from_pretrained(args.model).eval()
-        processor = load_processor(args.model, model.config)
-        features = extract_features(args.videos, model, processor, batch_size=args.batch_size)
+        _check_audio_count(args)
+        output = _writable_file(args.output, "--output")
+        model, processor = load_backbone(args.model, device=args.device, dtype=args.dtype)
+        options = _processor_options(args, processor)
     except (ValueError, OSError) as error:
         return _print_input_error("extract-features", error)
-    save_file(
-        {"features": features.contiguous()},
-        args.output,
-        metadata={"videos": json.dumps([str(video) for video in args.videos])},
-    )
-    print(f"wrote {args.output}: features {tuple(features.shape)} (one row per video, in the order given)")
-    return 0
+    rows, failures = [], 0
+    for result in iter_features(args.videos, model, processor, **options):
+        if isinstance(result, VideoFailure):
+            failures += 1
+            tqdm.write(f"avfmae extract-features: error: {result.error}", file=sys.stderr)
+            if args.debug and result.traceback:
+                tqdm.write(result.traceback, file=sys.stderr)
+            continue
+        rows.append(result)
+        tqdm.write(f"{result.video}: {len(result.window_features)} windows", file=sys.stdout)
+    if rows:
+        tensors = {
+            "features": torch.stack([row.features for row in rows]),
+            "window_features": torch.cat([row.window_features for row in rows]),
+            "window_video": torch.cat(
+                [torch.full((len(row.window_features),), number, dtype=torch.long) for number, row in enumerate(rows)]
+            ),
+            "window_start": torch.cat([row.window_start for row in rows]),
+            "window_end": torch.cat([row.window_end for row in rows]),
+        }
+        save_file(
+            {name: value.contiguous() for name, value in tensors.items()},
+            output,
+            metadata={"videos": json.dumps([row.video for row in rows])},
+        )
+        print(
+            f"wrote {output}: features {tuple(tensors['features'].shape)} (one row per video, the mean of its windows), "
+            f"window_features {tuple(tensors['window_features'].shape)} (window_video gives each row's video)"
+        )
+    return _report_failures("extract-features", failures, len(args.videos))
 
 
 def add_extract_features_command(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "extract-features",
-        help="pooled audio-visual features of videos, from any converted model",
-        description="Writes a safetensors file whose 'features' tensor holds one row per video: the concatenated "
-        "means of the fused video and audio tokens (AVFMAEModel's pooler_output). Works with pretraining and "
-        "classification folders alike.",
+        help="pooled audio-visual features of videos, per video and per window, from any converted model",
+        description="Writes a safetensors file: 'features' holds one row per video (the mean over its windows), "
+        "'window_features' one row per window, with 'window_video' (the row of its video in 'features'), "
+        "'window_start' and 'window_end' (seconds); metadata 'videos' lists the videos in row order. A feature is "
+        "the concatenated means of the fused video and audio tokens (AVFMAEModel's pooler_output). Works with "
+        "pretraining and classification folders alike.",
+        epilog="exit status: 0 when every video was processed, 1 when any failed (the others are still written), "
+        "2 for invalid options.",
     )
-    parser.add_argument("videos", nargs="+", metavar="VIDEO", help="video files (or folders of face frames)")
-    parser.add_argument("--model", required=True, metavar="DIR", help="a converted or saved model folder")
+    add_video_arguments(parser)
+    add_runtime_arguments(parser, model_help="a converted or saved model folder (or Hub id)")
     parser.add_argument("--output", required=True, metavar="FILE", help="the .safetensors file to write")
-    parser.add_argument("--batch-size", type=int, default=4, metavar="N", help="videos per forward pass")
+    add_debug_option(parser)
     parser.set_defaults(run=run_extract_features)
 
 
@@ -442,7 +720,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `avfmae` console script; returns the exit status."""
     args = build_parser().parse_args(argv)
     _show_progress()
-    return args.run(args)
+    try:
+        return args.run(args)
+    except KeyboardInterrupt:
+        print(f"avfmae {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:
+        if args.debug:
+            raise
+        print(
+            f"avfmae {args.command}: unexpected error: {type(error).__name__}: {error} (--debug shows the traceback)",
+            file=sys.stderr,
+        )
+        return 1
 
 
 __all__ = [

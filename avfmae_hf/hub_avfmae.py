@@ -20,6 +20,7 @@ from transformers.utils import logging
 
 from .configuration_avfmae import AVFMAEConfig
 from .modeling_avfmae import AVFMAEForPreTraining, AVFMAEForVideoClassification, AVFMAEModel, AVFMAEPreTrainedModel
+from .pipeline_avfmae import REMOTE_PIPELINE_TASK, AVFMAEAudioVideoClassificationPipeline
 from .processing_avfmae import AVFMAEProcessor
 
 
@@ -72,10 +73,24 @@ def remote_code_auto_map() -> dict[str, str]:
     return {auto: f"{cls.__module__.rsplit('.', 1)[-1]}.{cls.__name__}" for auto, cls in AUTO_CLASSES.items()}
 
 
-def remote_code_files(with_processor: bool = False) -> list[str]:
+def remote_code_custom_pipelines() -> dict[str, dict]:
+    """The `custom_pipelines` entry of an exported classifier's config: its pipeline class, in the exported
+    `pipeline_avfmae.py`, for `pipeline(model=folder, trust_remote_code=True)`."""
+    cls = AVFMAEAudioVideoClassificationPipeline
+    return {
+        REMOTE_PIPELINE_TASK: {
+            "impl": f"{cls.__module__.rsplit('.', 1)[-1]}.{cls.__name__}",
+            "pt": ["AutoModelForVideoClassification"],
+            "type": "multimodal",
+        }
+    }
+
+
+def remote_code_files(with_processor: bool = False, with_pipeline: bool = False) -> list[str]:
     """Names of the Python files an export carries: the modules of the Auto classes and their relative imports (and
-    those of [`AVFMAEProcessor`] when the export includes it)."""
+    those of [`AVFMAEProcessor`] and of the pipeline when the export includes them)."""
     classes = [*AUTO_CLASSES.values(), *([AVFMAEProcessor] if with_processor else [])]
+    classes += [AVFMAEAudioVideoClassificationPipeline] if with_pipeline else []
     files = set()
     for cls in classes:
         module_file = sys.modules[cls.__module__].__file__
@@ -88,6 +103,11 @@ def _auto_class_of(model: AVFMAEPreTrainedModel) -> str:
         if type(model) is cls:
             return auto
     raise TypeError(f"Cannot export a {type(model).__name__}; expected one of {[c.__name__ for c in AUTO_CLASSES]}.")
+
+
+def _carries_pipeline(model: AVFMAEPreTrainedModel, processor: Any) -> bool:
+    # the pipeline needs a classification head and the processor that feeds it
+    return isinstance(model, AVFMAEForVideoClassification) and isinstance(processor, AVFMAEProcessor)
 
 
 @contextmanager
@@ -105,12 +125,19 @@ def carrying_remote_code(model: AVFMAEPreTrainedModel, processor: Any = None) ->
                 classes[type(getattr(processor, attribute))] = auto_class
     previous = {cls: cls.__dict__.get("_auto_class", _UNSET) for cls in classes}
     previous_map = model.config.__dict__.get("auto_map", _UNSET)
+    previous_pipelines = model.config.__dict__.get("custom_pipelines", _UNSET)
     try:
         for cls, auto_class in classes.items():
             cls.register_for_auto_class(auto_class)
         model.config.auto_map = remote_code_auto_map()
+        if _carries_pipeline(model, processor):
+            model.config.custom_pipelines = remote_code_custom_pipelines()
         yield
     finally:
+        if previous_pipelines is _UNSET:
+            model.config.__dict__.pop("custom_pipelines", None)
+        else:
+            model.config.custom_pipelines = previous_pipelines
         for cls, value in previous.items():
             if value is _UNSET:
                 del cls._auto_class
@@ -234,7 +261,7 @@ def build_model_card(
     if base_model:
         rows.append(("fine-tuned from", f"[{base_model}](https://huggingface.co/{base_model})"))
     table = "\n".join(["| | |", "| --- | --- |", *(f"| {key} | {value} |" for key, value in rows)])
-    code_files = ", ".join(f"`{name}`" for name in remote_code_files(with_processor))
+    code_files = ", ".join(f"`{name}`" for name in remote_code_files(with_processor, classifier and with_processor))
     auto_imports = f"{auto_class}, AutoProcessor" if with_processor else auto_class
     processor_line = processor_remote_line = ""
     if with_processor:
@@ -371,6 +398,8 @@ def write_checkpoint_files(
         model.save_pretrained(folder, max_shard_size=max_shard_size)
         if processor is not None:
             processor.save_pretrained(folder)
+        if _carries_pipeline(model, processor):
+            shutil.copy(sys.modules[AVFMAEAudioVideoClassificationPipeline.__module__].__file__, folder)
     (model_card or build_model_card(model, with_processor=processor is not None)).save(folder / "README.md")
     return sorted(str(path.relative_to(folder)) for path in folder.rglob("*") if path.is_file())
 
@@ -487,6 +516,7 @@ __all__ = [
     "model_card_data",
     "push_to_hub",
     "remote_code_auto_map",
+    "remote_code_custom_pipelines",
     "remote_code_files",
     "staged_directory",
     "upload_folder_to_hub",

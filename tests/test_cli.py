@@ -11,11 +11,13 @@ from types import SimpleNamespace
 import pytest
 import torch
 from huggingface_hub import HfApi, ModelCard
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from transformers import AutoModelForPreTraining, AutoModelForVideoClassification, AutoProcessor
 
-from avfmae_hf import AVFMAEForPreTraining, AVFMAEForVideoClassification, AVFMAEProcessor, cli
+from avfmae_hf import AVFMAEForPreTraining, AVFMAEForVideoClassification, AVFMAEProcessor, cli, export_checkpoint
 from avfmae_hf.checkpoint_avfmae import build_config, convert_checkpoint
+from avfmae_hf.inference_avfmae import sample_video_path
 from avfmae_hf.original_config_avfmae import describe_original_state_dict
 from tests.official_checkpoints import (
     OFFICIAL,
@@ -25,6 +27,7 @@ from tests.official_checkpoints import (
     save_official_checkpoint,
     training_args,
 )
+from tests.tiny_configs import tiny_config
 
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -400,3 +403,189 @@ def test_a_failure_while_writing_leaves_no_partial_folder(tmp_path):
             processor=ProcessorOnAFullDisk(),
         )
     assert_nothing_left(tmp_path)
+
+
+# ------------------------------------------------------------------------------------------------ predict, extract-features, demo
+
+
+@pytest.fixture(scope="module")
+def tiny_classifier_folder(tmp_path_factory):
+    torch.manual_seed(0)
+    model = AVFMAEForVideoClassification(tiny_config(id2label={0: "anger", 1: "happiness", 2: "neutral"})).eval()
+    folder = tmp_path_factory.mktemp("cli_models") / "tiny-classifier"
+    export_checkpoint(model, folder, processor=AVFMAEProcessor.for_model_config(model.config))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def tiny_pretraining_folder(tmp_path_factory):
+    model = AVFMAEForPreTraining(tiny_config()).eval()
+    folder = tmp_path_factory.mktemp("cli_models") / "tiny-pretraining"
+    export_checkpoint(model, folder, processor=AVFMAEProcessor.for_model_config(model.config))
+    return folder
+
+
+def predict(*options) -> int:
+    return cli.main(["predict", *map(str, options)])
+
+
+def test_predict_prints_each_video_and_writes_json_csv_and_plots(
+    tiny_classifier_folder, processor_index_clips, tmp_path, capsys
+):
+    long_video, short_video = processor_index_clips["25fps"], processor_index_clips["short"]
+    status = predict(long_video, short_video, "--model", tiny_classifier_folder, "--top-k", "2", "--window-hop", "16",
+                     "--json", tmp_path / "s.json", "--csv", tmp_path / "s.csv", "--plot", tmp_path / "plots",
+                     "--num-workers", "0")  # fmt: skip
+    captured = capsys.readouterr()
+    assert status == 0, captured.err
+    lines = captured.out.strip().splitlines()
+    assert lines[0].startswith(f"{long_video}: ") and lines[0].split("[")[0].count(" 0.") == 2
+    assert lines[1].startswith(f"{short_video}: ") and "shorter than one window: padded" in lines[1]
+    records = json.loads((tmp_path / "s.json").read_text())
+    assert [record["video"] for record in records] == [str(long_video), str(short_video)]
+    assert set(records[0]) == {"video", "scores", "windows", "face_found"} and records[1]["padded"] is True
+    windows = records[0]["windows"]
+    assert len(windows) > 1 and set(windows[0]) == {"start", "end", "scores"}
+    assert windows[0]["start"] == 0.0 and windows[0]["end"] == pytest.approx(64 / 25)
+    for label, score in records[0]["scores"].items():  # the video's score: the mean over its windows
+        assert score == pytest.approx(sum(w["scores"][label] for w in windows) / len(windows), abs=1e-6)
+    rows = (tmp_path / "s.csv").read_text().splitlines()
+    assert rows[0] == "video,window,start,end,anger,happiness,neutral,face_found"
+    assert len(rows) == 1 + (1 + len(windows)) + (1 + 1) and rows[1].split(",")[1] == "all"
+    assert sorted(path.name for path in (tmp_path / "plots").iterdir()) == [
+        "000_index_25fps.mp4.png", "001_index_short.mp4.png"
+    ]  # fmt: skip
+
+
+def test_predict_reports_each_bad_file_and_keeps_the_others(tiny_classifier_folder, tmp_path, capsys):
+    video = sample_video_path()
+    corrupt = tmp_path / "corrupt.mp4"
+    corrupt.write_bytes(b"\x00\x01not a video" * 100)
+    status = predict(video, tmp_path / "missing.mp4", corrupt, video, "--model", tiny_classifier_folder,
+                     "--json", tmp_path / "s.json")  # fmt: skip
+    captured = capsys.readouterr()
+    assert status == 1
+    assert [line.split(":")[0] for line in captured.out.strip().splitlines()] == [str(video), str(video)]
+    errors = [line for line in captured.err.splitlines() if line.startswith("avfmae predict:")]
+    assert errors[0].startswith(f"avfmae predict: error: item 1 ('{tmp_path / 'missing.mp4'}')")
+    assert errors[1].startswith(f"avfmae predict: error: item 2 ('{corrupt}')")
+    assert errors[2] == "avfmae predict: 2 of 4 videos failed (see above)."
+    assert "Traceback" not in captured.err
+    assert len(json.loads((tmp_path / "s.json").read_text())) == 2
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        (["--window-hop", "0"], "argument --window-hop: must be 1 or more, got 0"),
+        (["--window-hop", "-3"], "argument --window-hop: must be 1 or more, got -3"),
+        (["--batch-size", "0"], "argument --batch-size: must be 1 or more, got 0"),
+        (["--batch-size", "two"], "argument --batch-size: expected a whole number, got 'two'"),
+        (["--top-k", "0"], "argument --top-k: must be 1 or more, got 0"),
+        (["--num-workers", "-1"], "argument --num-workers: must be 0 or more, got -1"),
+        (["--dtype", "int8"], "argument --dtype: choose one of float32, bfloat16, float16, fp32, bf16, fp16"),
+        (["--device", "gpu0"], "argument --device: not a torch device: 'gpu0'"),
+        (["--video-backend", "opencv"], "argument --video-backend: invalid choice: 'opencv'"),
+        (["--sampling-mode", "train"], "argument --sampling-mode: invalid choice: 'train'"),
+    ],
+)
+def test_invalid_predict_options_are_usage_errors(options, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        predict(sample_video_path(), "--model", "unused", *options)
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_predict_checks_the_model_and_the_outputs_before_the_work(
+    tiny_classifier_folder, tiny_pretraining_folder, tmp_path, capsys, monkeypatch
+):
+    def no_work(*args, **kwargs):
+        raise AssertionError("videos were processed")
+
+    monkeypatch.setattr(cli, "iter_predictions", no_work)
+    video = sample_video_path()
+    cases = [
+        (["--model", tiny_pretraining_folder], "AVFMAEForPreTraining without a trained classification head"),
+        (["--model", tmp_path / "tiny-clasifier"], f"no such folder: {tmp_path / 'tiny-clasifier'}"),
+        (["--model", tiny_classifier_folder, "--top-k", "4"], "--top-k must be between 1 and the model's 3 labels"),
+        (["--model", tiny_classifier_folder, "--json", tmp_path / "absent" / "s.json"], "does not exist"),
+        (["--model", tiny_classifier_folder, "--csv", tmp_path], "is a folder; give a file name"),
+        (["--model", tiny_classifier_folder, "--audio", "a.wav", "--audio", "b.wav"], "--audio was given 2 times"),
+    ]
+    (tmp_path / "vit").mkdir()
+    (tmp_path / "vit" / "config.json").write_text('{"model_type": "vit"}')
+    cases.append((["--model", tmp_path / "vit"], "holds a 'vit' model, not AVF-MAE++"))
+    for options, message in cases:
+        assert predict(video, *options) == 1, options
+        err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("avfmae")]
+        assert len(err) == 1 and err[0].startswith("avfmae predict: error: ") and message in err[0], err
+
+
+def test_plot_without_matplotlib_says_how_to_install_it(tiny_classifier_folder, tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    assert predict(sample_video_path(), "--model", tiny_classifier_folder, "--plot", tmp_path / "plots") == 1
+    assert 'need matplotlib: pip install "avfmae-hf[plot]"' in capsys.readouterr().err
+
+
+def test_unexpected_errors_print_one_line_unless_debug(tiny_classifier_folder, capsys, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(cli, "iter_predictions", broken)
+    assert predict(sample_video_path(), "--model", tiny_classifier_folder) == 1
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    err = [line for line in err if not line.startswith("Loading weights")]  # transformers' own progress bar
+    assert err == ["avfmae predict: unexpected error: RuntimeError: boom (--debug shows the traceback)"]
+    with pytest.raises(RuntimeError, match="boom"):
+        predict(sample_video_path(), "--model", tiny_classifier_folder, "--debug")
+
+
+def test_predict_in_bfloat16_with_workers_and_silence_for_frame_folders(
+    tiny_classifier_folder, processor_frame_folder, capsys
+):
+    status = predict(processor_frame_folder, sample_video_path(), "--model", tiny_classifier_folder,
+                     "--dtype", "bf16", "--device", "cpu", "--num-workers", "2", "--missing-audio", "silence",
+                     "--video-backend", "decord", "--batch-size", "1")  # fmt: skip
+    captured = capsys.readouterr()
+    assert status == 0, captured.err
+    lines = captured.out.strip().splitlines()
+    assert lines[0].startswith(f"{processor_frame_folder}: ") and lines[1].startswith(f"{sample_video_path()}: ")
+
+
+def test_extract_features_writes_pooled_and_per_window_features(
+    tiny_pretraining_folder, processor_index_clips, tmp_path, capsys
+):
+    output = tmp_path / "features.safetensors"
+    videos = [processor_index_clips["25fps"], processor_index_clips["short"]]
+    status = cli.main(["extract-features", *map(str, videos), "--model", str(tiny_pretraining_folder),
+                       "--output", str(output), "--window-hop", "32"])  # fmt: skip
+    assert status == 0, capsys.readouterr().err
+    tensors = load_file(output)
+    assert tensors["features"].shape == (2, 64)
+    window_video = tensors["window_video"].tolist()
+    assert window_video[-1] == 1 and window_video.count(1) == 1 and window_video.count(0) > 1
+    assert tensors["window_features"].shape == (len(window_video), 64)
+    torch.testing.assert_close(tensors["features"][0], tensors["window_features"][: window_video.count(0)].mean(0))
+    assert tensors["window_start"][0] == 0 and tensors["window_end"][0] == pytest.approx(64 / 25)
+    with safe_open(output, "pt") as file:
+        assert json.loads(file.metadata()["videos"]) == [str(video) for video in videos]
+
+
+@pytest.mark.slow
+def test_demo_runs_offline_and_explains_an_untrained_model(tmp_path, capsys):
+    assert cli.main(["demo", "--output-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "randomly initialised: nothing is downloaded" in out
+    assert "chance, not a prediction" in out and "avfmae convert" in out
+    assert "face found:  yes" in out and "features:    1024 numbers per window" in out
+    assert "L2 norm" not in out
+    assert {path.name for path in tmp_path.iterdir()} == {
+        "face_crops.png", "spectrogram.png", "emotions_over_time.png"
+    }  # fmt: skip
+
+
+def test_demo_reports_a_bad_video_in_one_line(tiny_classifier_folder, tmp_path, capsys):
+    corrupt = tmp_path / "corrupt.mp4"
+    corrupt.write_bytes(b"\x00\x01not a video" * 100)
+    assert cli.main(["demo", "--video", str(corrupt), "--model", str(tiny_classifier_folder)]) == 1
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("avfmae")]
+    assert len(err) == 1 and "corrupt.mp4" in err[0] and "Traceback" not in err[0]

@@ -50,6 +50,8 @@ FULL_AUTO_MAP = {
 }
 CODE_FILES = {"configuration_avfmae.py", "masking_avfmae.py", "modeling_avfmae.py"}
 PROCESSOR_CODE_FILES = set(PROCESSOR_MODULES)
+# an exported classifier with its processor also carries its pipeline (config.json custom_pipelines)
+PIPELINE_CODE_FILES = {"pipeline_avfmae.py"}
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +77,7 @@ def tiny_clip(seed: int = 0) -> dict:
 def test_export_writes_weights_config_with_full_auto_map_code_and_card(classifier, classifier_folder):
     files = {path.name for path in classifier_folder.iterdir()}
     expected = {"config.json", "model.safetensors", "README.md", "processor_config.json"}
-    assert files == expected | CODE_FILES | PROCESSOR_CODE_FILES
+    assert files == expected | CODE_FILES | PROCESSOR_CODE_FILES | PIPELINE_CODE_FILES
     assert json.loads((classifier_folder / "config.json").read_text())["auto_map"] == FULL_AUTO_MAP
     card = (classifier_folder / "README.md").read_text()
     assert "processor = AutoProcessor.from_pretrained(" in card
@@ -309,7 +311,7 @@ def test_push_to_hub_publishes_model_processor_code_and_card_in_one_commit(class
     assert len(fake_hub.commits) == 1
     files = fake_hub.commits[0].files
     expected = {"config.json", "model.safetensors", "README.md", "processor_config.json"}
-    assert set(files) == expected | CODE_FILES | PROCESSOR_CODE_FILES
+    assert set(files) == expected | CODE_FILES | PROCESSOR_CODE_FILES | PIPELINE_CODE_FILES
     assert json.loads(files["config.json"])["auto_map"] == FULL_AUTO_MAP
     processor_config = json.loads(files["processor_config.json"])
     assert processor_config["auto_map"] == {"AutoProcessor": "processing_avfmae.AVFMAEProcessor"}
