@@ -236,6 +236,18 @@ def _start_manifest(output_dir: Path, settings: dict) -> dict:
     return manifest
 
 
+def _check_shard_counts(folder: Path, tables: Sequence[Path], num_shards: int | None = None) -> int:
+    """The shard count of a folder's tables; an error when they were written with different counts (their rows
+    would overlap)."""
+    counts = {int(table.stem.rsplit("-", 1)[1]) for table in tables} | ({num_shards} if num_shards else set())
+    if len(counts) > 1:
+        raise PreprocessingFormatError(
+            f"{folder}: tables of runs split into {sorted(counts)} shards; use one shard count per folder (delete the "
+            f"table-*.jsonl files of the other count to rebuild them from the clips on disk)."
+        )
+    return counts.pop()
+
+
 def preprocess_corpus(
     entries: Sequence,
     output_dir: str | os.PathLike,
@@ -274,6 +286,7 @@ def preprocess_corpus(
     clips_dir.mkdir(parents=True, exist_ok=True)
     settings = crop_settings(processor)
     _start_manifest(output_dir, settings)
+    _check_shard_counts(output_dir, list(output_dir.glob(TABLE_PATTERN)), num_shards)
     shard = list(entries)[shard_index::num_shards]
     report = PreprocessingReport(num_clips=len(shard))
     rows, todo = {}, []
@@ -334,6 +347,10 @@ def read_preprocessed_folder(folder: str | os.PathLike) -> list:
     tables = sorted(folder.glob(TABLE_PATTERN))
     if not tables:
         raise FileNotFoundError(f"{folder}: no {TABLE_PATTERN} table; the preprocessing has not finished a shard.")
+    num_shards = _check_shard_counts(folder, tables)
+    missing = sorted(set(range(num_shards)) - {int(table.name.split("-")[1]) for table in tables})
+    if missing:
+        logger.warning(f"{folder}: shards {missing} of {num_shards} have not finished; their clips are left out.")
     entries = []
     for table in tables:
         for number, line in enumerate(table.read_text().splitlines(), 1):

@@ -196,3 +196,14 @@ def test_cli_reads_a_saved_dataset(corpus, tmp_path, capsys):
     assert main(["preprocess", str(tmp_path / "saved"), "--output-dir", str(output)]) == 0
     assert "preprocessed 2 of 2 clips" in capsys.readouterr().out
     assert [row["label"] for row in _rows(output)] == [0, 1]
+
+
+def test_tables_of_another_shard_count_are_an_error(preprocessed, corpus, processor, tmp_path):
+    source, _ = preprocessed
+    output = tmp_path / "mixed"
+    shutil.copytree(source, output)
+    with pytest.raises(PreprocessingFormatError, match=r"\[1, 2\] shards"):
+        preprocess_corpus(read_list_file(corpus), output, processor=processor, num_shards=2, show_progress=False)
+    (output / "table-00001-of-00002.jsonl").write_text("")
+    with pytest.raises(PreprocessingFormatError, match=r"\[1, 2\] shards"):
+        read_list_file(output)
