@@ -2,7 +2,10 @@
 """`avfmae preprocess`: face-crop clips written once, resumed, sharded, and read by the training datasets."""
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 
 import av
 import datasets
@@ -20,6 +23,8 @@ from avfmae_hf.processing_avfmae import AVFMAEProcessor
 from avfmae_hf.training_avfmae import AVFMAEVideoDataset, read_list_file
 
 from .media import synthetic
+from .test_training_scripts import TRAINING, script_environment
+from .tiny_configs import tiny_config
 
 
 FPS = 25.0
@@ -207,3 +212,23 @@ def test_tables_of_another_shard_count_are_an_error(preprocessed, corpus, proces
     (output / "table-00001-of-00002.jsonl").write_text("")
     with pytest.raises(PreprocessingFormatError, match=r"\[1, 2\] shards"):
         read_list_file(output)
+
+
+@pytest.mark.slow
+def test_pretraining_script_trains_on_the_folder(preprocessed, tmp_path):
+    output, _ = preprocessed
+    config_dir = tmp_path / "config"
+    tiny_config().save_pretrained(config_dir)
+    completed = subprocess.run(
+        [
+            sys.executable, os.fspath(TRAINING / "run_pretraining.py"), "--config_name", os.fspath(config_dir),
+            "--train_file", os.fspath(output), "--per_device_train_batch_size", "3", "--max_steps", "1",
+            "--use_cpu", "--output_dir", os.fspath(tmp_path / "run"),
+        ],
+        env=script_environment(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )  # fmt: skip
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+    assert json.loads((tmp_path / "run" / "train_results.json").read_text())["completed_steps"] == 1
