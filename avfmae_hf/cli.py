@@ -599,7 +599,91 @@ def add_extract_features_command(subparsers: argparse._SubParsersAction) -> None
     parser.set_defaults(run=run_extract_features)
 
 
-COMMANDS = (add_convert_command, add_demo_command, add_predict_command, add_extract_features_command)
+def run_preprocess(args: argparse.Namespace) -> int:
+    from .data_avfmae import dataset_entries, load_dataset_split
+    from .errors_avfmae import ListFileError
+    from .labels_avfmae import dataset_id2label
+    from .preprocessing_avfmae import PreprocessingFormatError, preprocess_corpus
+    from .processing_avfmae import AVFMAEProcessor
+    from .training_avfmae import read_list_file
+
+    try:
+        id2label = parse_id2label(args.id2label) if args.id2label else None
+        if args.dataset:
+            id2label = dataset_id2label(args.dataset)
+        label2id = {name: index for index, name in (id2label or {}).items()} or None
+        saved = [Path(args.input) / marker for marker in ("dataset_dict.json", "state.json")]
+        if any(marker.is_file() for marker in saved):
+            split = load_dataset_split(args.input, args.split)
+            entries = dataset_entries(split, label2id=label2id, name=f"{args.input}[{args.split}]")
+        else:
+            entries = read_list_file(args.input, label2id=label2id)
+        processor = AVFMAEProcessor.from_pretrained(args.model) if args.model else AVFMAEProcessor()
+        report = preprocess_corpus(
+            entries,
+            args.output_dir,
+            processor=processor,
+            num_workers=args.num_workers,
+            num_shards=args.num_shards,
+            shard_index=args.shard_index,
+        )
+    except ListFileError as error:
+        if args.debug:
+            raise
+        for problem in error.problems:
+            print(f"error: {problem}", file=sys.stderr)
+        return 1
+    except (OSError, ValueError, PreprocessingFormatError) as error:
+        if args.debug:
+            raise
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    for source, reason in report.skipped:
+        print(f"skipped {source}: {reason}", file=sys.stderr)
+    done = report.num_written + report.num_reused
+    print(
+        f"preprocessed {done} of {report.num_clips} clips into {args.output_dir} ({report.num_written} new, "
+        f"{report.num_reused} already there, {len(report.skipped)} skipped); table {report.table}"
+    )
+    return 1 if report.num_clips and not done else 0
+
+
+def add_preprocess_command(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "preprocess",
+        help="face-crop a corpus once, for training at GPU speed",
+        description="Runs face detection, alignment and smoothing once over every frame of every clip and writes "
+        "small face-crop H.264 clips with 16 kHz mono audio, a datasets-loadable table (table-*.jsonl: video, "
+        "label, source, face_found, num_frames, fps) and preprocessing.json. Give the output folder to the "
+        "training scripts as --train_file. Rerunning resumes: finished clips are kept, unfinished ones redone.",
+        epilog="exit status: 0 when at least one clip was preprocessed, 1 when the input cannot be read or every "
+        "clip failed, 2 for invalid options.",
+    )
+    parser.add_argument(
+        "input",
+        help="a list file (official, CSV, JSONL), a folder with one subfolder per class, or a folder saved with "
+        "datasets' save_to_disk (video/audio/label columns of file paths and labels)",
+    )
+    parser.add_argument("--split", default="train", help="the split of a saved DatasetDict (default: train)")
+    parser.add_argument("--output-dir", required=True, metavar="DIR", help="the folder to write (or resume)")
+    parser.add_argument("--model", metavar="DIR_OR_HUB_ID", help="take the processor settings from this model")
+    parser.add_argument("--num-workers", type=int, default=0, metavar="N", help="worker processes (0: this one)")
+    parser.add_argument("--num-shards", type=int, default=1, metavar="N", help="split the corpus into N shards")
+    parser.add_argument("--shard-index", type=int, default=0, metavar="I", help="the shard this run processes")
+    labels = parser.add_mutually_exclusive_group()
+    labels.add_argument("--id2label", help="class names of the labels in INPUT (JSON or comma-separated)")
+    labels.add_argument("--dataset", help="an official dataset whose class names INPUT uses (e.g. MAFW)")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    parser.set_defaults(run=run_preprocess)
+
+
+COMMANDS = (
+    add_convert_command,
+    add_demo_command,
+    add_predict_command,
+    add_extract_features_command,
+    add_preprocess_command,
+)
 
 
 class _StderrHandler(logging.StreamHandler):
@@ -658,6 +742,7 @@ __all__ = [
     "add_demo_command",
     "add_extract_features_command",
     "add_predict_command",
+    "add_preprocess_command",
     "build_parser",
     "main",
     "run_convert",

@@ -32,6 +32,7 @@ from .hub_avfmae import build_model_card, carrying_remote_code
 from .inference_avfmae import load_processor
 from .labels_avfmae import parse_id2label, resolve_labels
 from .modeling_avfmae import AVFMAEPreTrainedModel
+from .preprocessing_avfmae import is_preprocessed_folder, read_preprocessed_folder
 from .processing_avfmae import AVFMAEProcessor
 from .video_processing_avfmae import SAMPLING_MODES
 
@@ -71,12 +72,15 @@ class ListEntry:
         label (*optional*): a class index (single-label), a tuple of class indices (multi-label), a tuple of floats
             (regression) or `None` (unlabelled).
         place (`str`, *optional*): where the entry was read (`list.txt:3`), for messages; not compared.
+        face_cropped (`bool`, defaults to `False`): the video is a face crop already (a preprocessed clip, see
+            `preprocessing_avfmae`): the datasets do not detect faces in it again.
     """
 
     video: str
     audio: str | None = None
     label: int | tuple[float, ...] | None = None
     place: str | None = field(default=None, compare=False)
+    face_cropped: bool = False
 
 
 class _Problems(list):
@@ -126,8 +130,8 @@ def read_list_file(
     with_labels: bool = False,
     check_paths: bool = False,
 ) -> list[ListEntry]:
-    """Read a list of videos (and labels) in one of the formats of architecture.md §11.1, a CSV or JSONL file, or a
-    folder per class.
+    """Read a list of videos (and labels) in one of the formats of architecture.md §11.1, a CSV or JSONL file, a
+    folder per class, or a folder written by `avfmae preprocess`.
 
     Formats, detected from the path and the first line:
     - official fine-tuning lists, space separated, no header: `<frames_dir> <audio.wav> <label>` (regression:
@@ -143,6 +147,8 @@ def read_list_file(
     - multi-label classification: `<frames_dir> <audio.wav> <label> [<label> ...]` (every label of the video, as
       indices or names), a CSV whose `label` column holds them separated by spaces, or a JSONL list of them; the
       label is a tuple of class indices.
+    - a folder written by `avfmae preprocess` (it holds `preprocessing.json`): its face-crop clips, with the labels
+      it stored; the entries are `face_cropped`, so faces are not detected again.
 
     Labels are class indices or, with `label2id`, class names. Empty lines and lines starting with `#` are skipped.
     Relative paths are taken relative to `root` (default: the list file's folder); paths in the space-separated
@@ -159,7 +165,9 @@ def read_list_file(
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such list file or folder.")
     problems = _Problems()
-    if path.is_dir():
+    if is_preprocessed_folder(path):
+        entries = read_preprocessed_folder(path)
+    elif path.is_dir():
         entries = _read_class_folders(path, label2id, problem_type, problems)
     else:
         root = path.parent if root is None else Path(root)
@@ -486,9 +494,12 @@ class AVFMAEVideoDataset(torch.utils.data.Dataset):
         }
 
     def _process(self, entry: ListEntry, sampling_mode: str, test_segment: int, generator) -> dict[str, torch.Tensor]:
+        # `None` keeps the processor's own choice
+        do_face_crop = False if entry.face_cropped else None
         if not self.use_audio:
             outputs = self.processor.video_processor(
                 entry.video,
+                do_face_crop=do_face_crop,
                 sampling_mode=sampling_mode,
                 test_segment=test_segment,
                 generator=generator,
@@ -499,6 +510,7 @@ class AVFMAEVideoDataset(torch.utils.data.Dataset):
         outputs = self.processor(
             videos=entry.video,
             audio=entry.audio,
+            do_face_crop=do_face_crop,
             sampling_mode=sampling_mode,
             test_segment=test_segment,
             generator=generator,
