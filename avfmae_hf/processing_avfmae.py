@@ -287,8 +287,8 @@ class AVFMAEProcessor(ProcessorMixin):
             seconds, held = (end - start) / extractor.sampling_rate, span_samples / extractor.sampling_rate
             logger.warning(
                 f"{describe_item(source.index, source.name)}: the sampled frames span {seconds:.2f} s of audio but "
-                f"the spectrogram holds {held:.2f} s (the video is slower than the model's 25 fps); the end of the "
-                f"frames' span is not heard."
+                f"the spectrogram of {extractor.max_length} fbank frames holds {held:.2f} s (a video below 25 fps, or "
+                f"a short max_length); the end of the frames' span is not heard."
             )
         return waveform[start:end]
 

@@ -22,7 +22,7 @@ def figures(notebook) -> int:
 
 
 def test_there_are_notebooks():
-    assert [path.name for path in NOTEBOOKS] == ["quickstart.ipynb"]
+    assert [path.name for path in NOTEBOOKS] == ["finetuning.ipynb", "pretraining.ipynb", "quickstart.ipynb"]
 
 
 @pytest.mark.slow

@@ -20,7 +20,6 @@ from avfmae_hf import (
 )
 from avfmae_hf.feature_extraction_avfmae import draw_audio_gain
 from avfmae_hf.video_decoding_avfmae import open_video
-from avfmae_hf.video_processing_avfmae import sample_frame_indices
 from tests.media import synthetic
 from tests.transformers_suite import import_common
 
@@ -60,17 +59,20 @@ def test_audio_matches_the_sampled_frames_at_any_frame_rate(processor, processor
     inputs = processor(
         videos=path, sampling_mode=mode, test_segment=segment, generator=11, do_face_crop=False, return_tensors="pt"
     )
-    sampling = sample_frame_indices(total, mode, test_segment=segment, generator=np.random.RandomState(11))
-    expected = expected_audio_values(
-        processor.feature_extractor, path, (sampling.audio_start_frame, sampling.audio_end_frame), total
-    )
-    torch.testing.assert_close(inputs["audio_values"][0], expected)
-    # The video frames are the sampled ones, from the same generator draw.
+    # The source frames the clip shows, read from their pixels (frame i is a flat grey of level 10 + 2 i), from the
+    # same generator draw.
     frames = AVFMAEVideoProcessor(
         do_face_crop=False, size={"height": 48, "width": 64}, image_mean=[0] * 3, image_std=[1] * 3
     )(path, sampling_mode=mode, test_segment=segment, generator=11, return_tensors="pt")["pixel_values"][0]
     shown = [synthetic.frame_index_of(f) for f in (frames * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()]
-    assert shown == sampling.indices.tolist()
+    # The official geometry: 16 frames from one window of 16 x 4 = 64 source frames, every 4th one in the
+    # deterministic modes, spread evenly over the window in "train" ...
+    steps = [later - earlier for earlier, later in zip(shown, shown[1:], strict=False)]
+    assert len(shown) == 16 and shown[-1] - shown[0] < 64
+    assert all(step == 4 for step in steps) if mode != "train" else all(step in (4, 5) for step in steps)
+    # ... and the audio of the window: from the first sampled frame to one stride past the last (64 frames).
+    expected = expected_audio_values(processor.feature_extractor, path, (shown[0], shown[0] + 64), total)
+    torch.testing.assert_close(inputs["audio_values"][0], expected)
 
 
 FLASHES = [(8, 10), (45, 10), (83, 10), (130, 10), (171, 10), (205, 10), (250, 10), (281, 10)]
