@@ -423,7 +423,7 @@ def processed_dataset(
                 )  # fmt: skip
                 outputs["audio_values"].append(inputs["audio_values"][0])
             else:
-                inputs = processor.image_processor(_media(video), sampling_mode=sampling_mode, return_tensors="pt")
+                inputs = processor.video_processor(_media(video), sampling_mode=sampling_mode, return_tensors="pt")
             outputs["pixel_values"].append(inputs["pixel_values"][0])
             if has_labels:
                 label = batch[label_column][row_index]

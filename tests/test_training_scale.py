@@ -50,7 +50,7 @@ def tiny_pretrained(tmp_path_factory):
     config = tiny_config()
     AVFMAEForPreTraining(config).save_pretrained(folder)
     processor = AVFMAEProcessor.for_model_config(config)
-    processor.image_processor.do_face_crop = False
+    processor.video_processor.do_face_crop = False
     processor.save_pretrained(folder)
     return folder
 
@@ -672,7 +672,7 @@ def test_processed_dataset_decodes_rows_lazily_into_model_inputs(processor_cropp
     import datasets
 
     processor = AVFMAEProcessor.for_model_config(tiny_config())
-    processor.image_processor.do_face_crop = False
+    processor.video_processor.do_face_crop = False
     calls = []
     processor_call = AVFMAEProcessor.__call__
 
