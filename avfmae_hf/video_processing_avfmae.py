@@ -249,6 +249,9 @@ class AVFMAEVideoProcessorKwargs(VideosKwargs, total=False):
 
 # Keys that saved configurations carry besides the options.
 SERIALISATION_KEYS = {"video_processor_type", "image_processor_type", "processor_class", "auto_map"}
+# Arguments that transformers' loaders (pipelines among them) hand to `from_pretrained` for every component: they
+# describe how the model is loaded, not the processor, so they are not processor options.
+MODEL_LOADING_KEYS = {"dtype", "torch_dtype", "code_revision", "device_map", "_from_pipeline", "_from_auto"}
 
 
 @dataclass
@@ -375,6 +378,8 @@ class AVFMAEVideoProcessor(BaseVideoProcessor):
     def from_dict(cls, video_processor_dict: dict, **kwargs):
         """As transformers' `from_dict`, but an argument that is not an option raises instead of being dropped."""
         kwargs.pop("use_fast", None)  # AutoVideoProcessor's choice between implementations: there is one
+        for key in MODEL_LOADING_KEYS:
+            kwargs.pop(key, None)
         unknown = sorted(set(kwargs) - set(cls.valid_kwargs.__annotations__) - {"return_unused_kwargs"})
         if unknown and not kwargs.get("return_unused_kwargs"):
             raise TypeError(f"AVFMAEVideoProcessor got unknown arguments {unknown}.")

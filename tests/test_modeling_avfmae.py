@@ -757,9 +757,8 @@ def test_video_classification_pipeline_runs_on_a_saved_video_only_classifier(tmp
     processor.save_pretrained(tmp_path)
     video = write_video(tmp_path / "clip.mp4", index_frames(40))
 
-    # The processor is passed in: loading it by folder fails in the processor today (the pipeline hands
-    # from_pretrained `code_revision` and `dtype`, which AVFMAEVideoProcessor rejects as unknown arguments).
-    classifier = pipeline("video-classification", model=str(tmp_path), video_processor=processor)
+    # the pipeline finds the saved video processor in the folder itself
+    classifier = pipeline("video-classification", model=str(tmp_path))
     results = classifier(video)
 
     # the pipeline reads config.num_frames and asks the video processor for that many sampled frames
