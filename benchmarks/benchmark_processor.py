@@ -79,7 +79,7 @@ def install_stage_timer() -> StageTimer:
     timer.wrap(feature_extraction_avfmae, "load_audio_file", "decode")
     timer.wrap(video_processing_avfmae, "crop_faces", "face")
     timer.wrap(feature_extraction_avfmae.AVFMAEFeatureExtractor, "prepare_waveform", "fbank")
-    timer.wrap(feature_extraction_avfmae.AVFMAEFeatureExtractor, "extract_features", "fbank")
+    timer.wrap(feature_extraction_avfmae.AVFMAEFeatureExtractor, "compute_fbank", "fbank")
     timer.wrap(video_processing_avfmae.AVFMAEVideoProcessor, "transform_frames", "transforms")
     return timer
 
