@@ -11,6 +11,7 @@ import json
 import math
 import os
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -285,10 +286,17 @@ def _undecoded(dataset, columns: Sequence[str]):
     return dataset
 
 
-def _media(value):
+def _resolve(path, root: str | os.PathLike | None):
+    """A relative path taken relative to `root`; anything else (absolute paths, `None`, no root) as it is."""
+    if root is None or not isinstance(path, str) or os.path.isabs(path):
+        return path
+    return os.path.join(root, path)
+
+
+def _media(value, root: str | os.PathLike | None = None):
     """A column value as something the processor reads: a path, bytes, an array, or `(array, sampling_rate)`."""
     if isinstance(value, Mapping):
-        if value.get("path") and os.path.exists(value["path"]):
+        if value.get("path") and os.path.exists(_resolve(value["path"], root)):
             return value["path"]
         if value.get("bytes") is not None:
             return value["bytes"]
@@ -310,6 +318,7 @@ def dataset_entries(
     with_labels: bool = False,
     check_paths: bool = False,
     name: str = "dataset",
+    root: str | os.PathLike | None = None,
 ) -> list:
     """The clips of a `datasets.Dataset` whose video (and audio) columns hold file paths, as
     [`~training_avfmae.ListEntry`] items for [`~training_avfmae.AVFMAEVideoDataset`] (so that validation, bad-clip
@@ -317,9 +326,11 @@ def dataset_entries(
     (`Video` / `Audio` features are cast to `decode=False`): every clip is decoded when its item is loaded.
 
     Labels: integers (e.g. a `ClassLabel` column), class names (with `label2id`; a `ClassLabel` column's names are
-    used when `label2id` is not given) or, for regression, a number or a list of numbers. Problems are collected
-    and raised together as one [`~errors_avfmae.ListFileError`], each with its row, as for list files. For datasets
-    that hold the media themselves (bytes or arrays), use [`processed_dataset`].
+    used when `label2id` is not given) or, for regression, a number or a list of numbers. Relative paths are taken
+    relative to `root` (none: the working directory), e.g. the folder of a downloaded Hub dataset
+    ([`dataset_media_root`]). Problems are collected and raised together as one [`~errors_avfmae.ListFileError`],
+    each with its row, as for list files. For datasets that hold the media themselves (bytes or arrays), use
+    [`processed_dataset`].
     """
     import datasets
 
@@ -339,11 +350,12 @@ def dataset_entries(
     problems, entries = [], []
     for row_index, row in enumerate(table):
         place = f"{name}[{row_index}]"
-        video = _media(row[video_column])
-        audio = _media(row[audio_column]) if audio_column else None
+        video = _media(row[video_column], root)
+        audio = _media(row[audio_column], root) if audio_column else None
         if not isinstance(video, str) or (audio is not None and not isinstance(audio, str)):
             problems.append(f"{place}: the media are not files on disk; use processed_dataset for such datasets.")
             continue
+        video, audio = (_resolve(path, root) for path in (video, audio))
         label = row[label_column] if label_column else None
         if label is not None and problem_type == REGRESSION:
             try:
@@ -383,6 +395,100 @@ def load_dataset_split(name_or_path: str, split: str, config_name: str | None = 
             return loaded[split]
         return loaded
     return datasets.load_dataset(name_or_path, config_name, split=split)
+
+
+def _has_relative_paths(dataset, columns: Sequence[str]) -> bool:
+    for column in columns:
+        for value in _undecoded(dataset, [column])[column]:
+            path = value.get("path") if isinstance(value, Mapping) else value
+            if isinstance(path, str) and not os.path.isabs(path):
+                return True
+    return False
+
+
+def dataset_media_root(name_or_path: str, dataset=None, columns: Sequence[str] = ()) -> str | None:
+    """The folder that relative media paths of a dataset are taken relative to: a local dataset's own folder (the
+    folder given to `save_to_disk` / `load_dataset`, or the folder of a loading script), or for a Hub dataset id the
+    local copy of the dataset repository (`huggingface_hub.snapshot_download(repo_type="dataset")`, which downloads
+    the repository's files, media included, into the Hub cache). When `dataset` is given, a Hub repository is only
+    downloaded if one of its `columns` holds a relative path (`None` is returned otherwise)."""
+    if os.path.isdir(name_or_path):
+        return name_or_path
+    if os.path.isfile(name_or_path):
+        return os.path.dirname(os.path.abspath(name_or_path))
+    if dataset is not None and not _has_relative_paths(dataset, columns):
+        return None
+    from huggingface_hub import snapshot_download
+
+    return snapshot_download(name_or_path, repo_type="dataset")
+
+
+@dataclass
+class DatasetArguments:
+    """A `datasets` dataset to train on instead of list files (the training scripts' `--dataset_name` flags): one
+    split each for training, validation and test, whose columns hold the media paths and labels."""
+
+    dataset_name: str | None = field(
+        default=None,
+        metadata={
+            "help": "Instead of list files: a `datasets` dataset (Hub id, or a folder saved with save_to_disk) whose "
+            "video (and audio) columns hold file paths (relative ones: relative to the dataset's folder or "
+            "repository); the --*_split flags name its splits."
+        },
+    )
+    dataset_config_name: str | None = field(default=None, metadata={"help": "The dataset's configuration name."})
+    train_split: str = field(default="train", metadata={"help": "Training split of --dataset_name."})
+    validation_split: str | None = field(default=None, metadata={"help": "Validation split of --dataset_name."})
+    test_split: str | None = field(default=None, metadata={"help": "Test split of --dataset_name."})
+    video_column: str = field(default="video", metadata={"help": "Column of --dataset_name with the video paths."})
+    audio_column: str = field(
+        default="audio", metadata={"help": "Column with audio paths (absent: each video's own audio)."}
+    )
+    label_column: str = field(default="label", metadata={"help": "Column with the labels (indices or names)."})
+
+    def sources(self, *list_files: str | None) -> tuple[str | None, ...]:
+        """Where the train / validation / test clips come from, in the order of `list_files`: those list files, or
+        with `dataset_name` the dataset's splits (`train_split`, `validation_split`, `test_split`). Both at once is
+        an error."""
+        if self.dataset_name is None:
+            return list_files
+        if any(list_files):
+            raise ValueError("Pass list files (--train_file, ...) or --dataset_name, not both.")
+        return (self.train_split, self.validation_split, self.test_split)[: len(list_files)]
+
+    def read_entries(
+        self,
+        source: str,
+        *,
+        label2id: Mapping[str, int] | None = None,
+        problem_type: str = "single_label_classification",
+        num_labels: int | None = None,
+        with_labels: bool = False,
+        check_paths: bool = True,
+        read_labels: bool = True,
+    ) -> list:
+        """The checked clips of one source from [`sources`]: a list file ([`~training_avfmae.read_list_file`]), or
+        a split of `dataset_name` ([`load_dataset_split`], then [`dataset_entries`] with relative paths under
+        [`dataset_media_root`]). `read_labels=False` leaves the dataset's label column unread (pretraining; the
+        labels of pretraining list files are dummies)."""
+        from .training_avfmae import read_list_file
+
+        checks = {"num_labels": num_labels, "with_labels": with_labels, "check_paths": check_paths}
+        if self.dataset_name is None:
+            return read_list_file(source, label2id=label2id, problem_type=problem_type, **checks)
+        split = load_dataset_split(self.dataset_name, source, self.dataset_config_name)
+        media_columns = [column for column in (self.video_column, self.audio_column) if column in split.column_names]
+        return dataset_entries(
+            split,
+            video_column=self.video_column,
+            audio_column=self.audio_column,
+            label_column=self.label_column if read_labels else None,
+            label2id=label2id,
+            problem_type=problem_type,
+            name=f"{self.dataset_name}[{source}]",
+            root=dataset_media_root(self.dataset_name, split, media_columns),
+            **checks,
+        )
 
 
 def processed_dataset(
@@ -441,11 +547,13 @@ __all__ = [
     "BadClipSkippingDataset",
     "DECODE_ERRORS",
     "DEFAULT_MAX_BAD_CLIP_SHARE",
+    "DatasetArguments",
     "FINGERPRINT_FILE",
     "FingerprintCallback",
     "check_fingerprint",
     "check_not_finished",
     "dataset_entries",
+    "dataset_media_root",
     "load_dataset_split",
     "processed_dataset",
     "run_fingerprint",

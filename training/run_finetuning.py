@@ -48,11 +48,10 @@ from avfmae_hf.data_avfmae import (
     DEFAULT_MAX_BAD_CLIP_SHARE,
     BadClipLog,
     BadClipSkippingDataset,
+    DatasetArguments,
     FingerprintCallback,
     check_fingerprint,
     check_not_finished,
-    dataset_entries,
-    load_dataset_split,
     run_fingerprint,
 )
 from avfmae_hf.hub_avfmae import build_model_card, push_to_hub
@@ -69,7 +68,6 @@ from avfmae_hf.training_avfmae import (
     keep_logits,
     load_model_and_processor,
     parse_arguments,
-    read_list_file,
     remove_arguments,
     scale_learning_rate,
 )
@@ -136,8 +134,8 @@ class ModelArguments:
 
 
 @dataclass
-class DataTrainingArguments:
-    """The list files and how videos are sampled."""
+class DataTrainingArguments(DatasetArguments):
+    """The list files (or the `datasets` dataset of `DatasetArguments`) and how videos are sampled."""
 
     train_file: str | None = field(
         default=None,
@@ -155,22 +153,6 @@ class DataTrainingArguments:
         },
     )
     validation_file: str | None = field(default=None, metadata={"help": "Validation list (same formats)."})
-    dataset_name: str | None = field(
-        default=None,
-        metadata={
-            "help": "Instead of list files: a `datasets` dataset (Hub id, or a folder saved with save_to_disk) whose "
-            "video (and audio) columns hold file paths; its splits are --train_split, --validation_split, --test_split."
-        },
-    )
-    dataset_config_name: str | None = field(default=None, metadata={"help": "The dataset's configuration name."})
-    train_split: str = field(default="train", metadata={"help": "Training split of --dataset_name."})
-    validation_split: str | None = field(default=None, metadata={"help": "Validation split of --dataset_name."})
-    test_split: str | None = field(default=None, metadata={"help": "Test split of --dataset_name."})
-    video_column: str = field(default="video", metadata={"help": "Column of --dataset_name with the video paths."})
-    audio_column: str = field(
-        default="audio", metadata={"help": "Column with audio paths (absent: each video's own audio)."}
-    )
-    label_column: str = field(default="label", metadata={"help": "Column with the labels (indices or names)."})
     test_file: str | None = field(default=None, metadata={"help": "Test list, evaluated after training."})
     dataset: str | None = field(
         default=None,
@@ -476,21 +458,13 @@ def main(args: list[str] | None = None) -> dict[str, float]:
             return None
         # every problem of the list (syntax, labels out of range or unknown, regression width, missing files) in one
         # error, before the first step
-        checks = {"num_labels": model.config.num_labels, "with_labels": True, "check_paths": True}
-        if data_args.dataset_name is not None:
-            split = load_dataset_split(data_args.dataset_name, path, data_args.dataset_config_name)
-            entries = dataset_entries(
-                split,
-                video_column=data_args.video_column,
-                audio_column=data_args.audio_column,
-                label_column=data_args.label_column,
-                label2id=label2id,
-                problem_type=data_args.problem_type,
-                name=f"{data_args.dataset_name}[{path}]",
-                **checks,
-            )
-        else:
-            entries = read_list_file(path, label2id=label2id, problem_type=data_args.problem_type, **checks)
+        entries = data_args.read_entries(
+            path,
+            label2id=label2id,
+            problem_type=data_args.problem_type,
+            num_labels=model.config.num_labels,
+            with_labels=True,
+        )
         return make_dataset(entries, mode, limit, seed, training)
 
     def make_dataset(entries, mode: str, limit: int | None, seed: int | None, training: bool) -> AVFMAEVideoDataset:
@@ -508,11 +482,8 @@ def main(args: list[str] | None = None) -> dict[str, float]:
             num_labels=model.config.num_labels,
         )
 
-    sources = (data_args.train_file, data_args.validation_file, data_args.test_file)
-    if data_args.dataset_name is not None:  # the splits of a `datasets` dataset instead of list files
-        if any(sources):
-            raise ValueError("Pass list files (--train_file, ...) or --dataset_name, not both.")
-        sources = (data_args.train_split, data_args.validation_split, data_args.test_split)
+    # list files, or the splits of a `datasets` dataset
+    sources = data_args.sources(data_args.train_file, data_args.validation_file, data_args.test_file)
     train_dataset = load_split(
         sources[0], data_args.train_sampling_mode, data_args.max_train_samples, data_seed, training=True
     )

@@ -49,6 +49,7 @@ from avfmae_hf.data_avfmae import (
     DEFAULT_MAX_BAD_CLIP_SHARE,
     BadClipLog,
     BadClipSkippingDataset,
+    DatasetArguments,
     check_fingerprint,
     check_not_finished,
     run_fingerprint,
@@ -64,7 +65,6 @@ from avfmae_hf.training_avfmae import (
     load_model_and_processor,
     mask_generator,
     parse_arguments,
-    read_list_file,
     remove_arguments,
     save_hub_ready,
     scale_learning_rate,
@@ -99,10 +99,10 @@ class ModelArguments:
 
 
 @dataclass
-class DataTrainingArguments:
-    """The videos to pretrain on."""
+class DataTrainingArguments(DatasetArguments):
+    """The videos to pretrain on: list files, or the `datasets` dataset of `DatasetArguments` (no labels read)."""
 
-    train_file: str = field(
+    train_file: str | None = field(
         default=None,
         metadata={
             "help": "List of videos: `<video.mp4> <label>` lines (official pretraining format; the label is ignored), "
@@ -146,8 +146,8 @@ class DataTrainingArguments:
     )
 
     def __post_init__(self):
-        if self.train_file is None:
-            raise ValueError("--train_file is required.")
+        if self.train_file is None and self.dataset_name is None:
+            raise ValueError("--train_file (or --dataset_name) is required.")
 
 
 @dataclass
@@ -200,6 +200,9 @@ HONOURED_TRAINING_ARGUMENTS = {
 }  # fmt: skip
 
 
+# `DatasetArguments` fields of fine-tuning only: pretraining reads no labels and evaluates no test split.
+UNUSED_DATASET_ARGUMENTS = ("test_split", "label_column")
+
 ARGUMENT_CLASSES = (ModelArguments, DataTrainingArguments, AVFMAETrainingArguments)
 
 
@@ -209,7 +212,7 @@ def build_parser() -> HfArgumentParser:
         field.name for field in dataclasses.fields(TrainingArguments)
     }
     unused = {field.name for field in dataclasses.fields(TrainingArguments)} - HONOURED_TRAINING_ARGUMENTS - own
-    remove_arguments(parser, unused)
+    remove_arguments(parser, unused | set(UNUSED_DATASET_ARGUMENTS))
     return parser
 
 
@@ -289,8 +292,10 @@ def main(args: list[str] | None = None) -> dict:
     # 4. Data: random starts, crops and audio gains are a function of (data seed, epoch, video), masks of
     #    (seed, process, epoch, batch), so a resumed run sees exactly what an uninterrupted one would
     #    Every list problem (syntax, missing files) is reported at once, before the first step; clips that fail to
-    #    decode later are skipped and counted (BadClipSkippingDataset, BadClipLog)
-    entries = read_list_file(data_args.train_file, check_paths=True)
+    #    decode later are skipped and counted (BadClipSkippingDataset, BadClipLog). The clips come from list files or
+    #    from the splits of a `datasets` dataset
+    train_source, validation_source = data_args.sources(data_args.train_file, data_args.validation_file)
+    entries = data_args.read_entries(train_source, read_labels=False)
     if data_args.max_train_samples is not None:
         entries = entries[: data_args.max_train_samples]
     augmentation = PretrainingAugmentation(
@@ -315,9 +320,9 @@ def main(args: list[str] | None = None) -> dict:
         num_workers=training_args.dataloader_num_workers,
     )
     eval_dataloader = None
-    if data_args.validation_file is not None:
+    if validation_source is not None:
         eval_dataset = AVFMAEPretrainingDataset(
-            read_list_file(data_args.validation_file, check_paths=True),
+            data_args.read_entries(validation_source, read_labels=False),
             processor,
             sampling_mode="uniform",
             seed=data_seed,
