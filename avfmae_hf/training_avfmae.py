@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 from transformers import AutoConfig, EvalPrediction, ProcessorMixin, Trainer, TrainerCallback
+from transformers.trainer import TRAINING_ARGS_NAME
 from transformers.utils import logging
 
 from .augmentation_avfmae import MixupCutmix, soft_target_cross_entropy
@@ -868,6 +869,14 @@ class AVFMAETrainer(Trainer):
             self.bad_clip_log.record(bad_clips)
         return super()._prepare_inputs(inputs)
 
+    def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
+        # Under FSDP with sharded state dicts (the shipped FSDP2 config) the Trainer saves only the engine's shards
+        # (with the optimizer, in checkpoints). The full weights are gathered here, every process taking part, and
+        # saved as a Hub-ready folder beside those shards, under names FSDP does not use.
+        if self.is_fsdp_enabled and "FULL_STATE_DICT" not in str(self.accelerator.state.fsdp_plugin.state_dict_type):
+            self._save(output_dir, state_dict=self.accelerator.get_state_dict(self.model))
+        super().save_model(output_dir, _internal_call=_internal_call)
+
     def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
         # Checkpoints and the final folder load with `trust_remote_code=True` where the package is not installed:
         # code files, the complete auto_map, the processor and a model card (see `hub_avfmae`).
@@ -875,11 +884,24 @@ class AVFMAETrainer(Trainer):
         if not isinstance(model, AVFMAEPreTrainedModel):
             return super()._save(output_dir, state_dict=state_dict)
         processor = self.processing_class if isinstance(self.processing_class, AVFMAEProcessor) else None
+        output_dir = output_dir if output_dir is not None else self.args.output_dir
+        if _is_fsdp2_sharded(model):  # FSDP2 swapped the model's class: saved from the gathered full weights
+            save_hub_ready(
+                model,
+                output_dir,
+                processor=processor,
+                state_dict=state_dict,
+                is_main_process=self.args.should_save,
+                **self.model_card_kwargs,
+            )
+            if self.args.should_save:
+                torch.save(self.args, os.path.join(output_dir, TRAINING_ARGS_NAME))
+            return
         with carrying_remote_code(model, processor):
             super()._save(output_dir, state_dict=state_dict)
         if self.args.should_save:
             card = build_model_card(model, with_processor=processor is not None, **self.model_card_kwargs)
-            card.save(os.path.join(output_dir if output_dir is not None else self.args.output_dir, "README.md"))
+            card.save(os.path.join(output_dir, "README.md"))
 
     def get_train_dataloader(self):
         if self.mixup is None or self.args.dataloader_drop_last:
@@ -1007,6 +1029,35 @@ def remove_arguments(parser, names: Iterable[str]) -> None:
                 parser._option_string_actions.pop(option, None)
 
 
+def _is_fsdp2_sharded(model: nn.Module) -> bool:
+    if not torch.distributed.is_available():
+        return False
+    from torch.distributed.fsdp import FSDPModule
+
+    return isinstance(model, FSDPModule)
+
+
+def _unsharded_model(model: AVFMAEPreTrainedModel, state_dict: Mapping[str, torch.Tensor] | None):
+    """A model of the class that FSDP2 swapped for a sharded subclass, holding the gathered full `state_dict`
+    (assigned to a model built on the meta device, so no second copy of the weights is made)."""
+    if not state_dict:
+        raise ValueError(
+            "A model sharded by FSDP2 is saved from its full state dict, gathered from every process "
+            "(accelerator.get_state_dict(model)); none was given."
+        )
+    from torch.distributed.fsdp import FSDPModule
+
+    model_class = next(
+        cls
+        for cls in type(model).__mro__
+        if issubclass(cls, AVFMAEPreTrainedModel) and not issubclass(cls, FSDPModule)
+    )
+    with torch.device("meta"):
+        unsharded = model_class(model.config)
+    unsharded.load_state_dict(state_dict, assign=True)
+    return unsharded
+
+
 def save_hub_ready(
     model: AVFMAEPreTrainedModel,
     folder: str | os.PathLike,
@@ -1019,7 +1070,15 @@ def save_hub_ready(
     """Save a trained model as a Hub-ready folder: weights (from `state_dict` when given, e.g. gathered from
     sharded processes), config with the complete `auto_map`, the code files, the processor and a model card
     ([`~hub_avfmae.build_model_card`] with `card_kwargs`). Call it in every process with `is_main_process`; only the
-    main one writes."""
+    main one writes.
+
+    A model sharded by FSDP2 (`fully_shard`, as accelerate's FSDP2 prepares it) needs `state_dict`, the full
+    weights gathered from every process (`accelerator.get_state_dict`): they are saved as a model of the model's
+    own class, built without a second copy of the weights."""
+    if _is_fsdp2_sharded(model):
+        if not is_main_process:
+            return
+        model, state_dict = _unsharded_model(model, state_dict), None
     with carrying_remote_code(model, processor):
         model.save_pretrained(folder, state_dict=state_dict, is_main_process=is_main_process)
         if is_main_process and processor is not None:

@@ -55,7 +55,7 @@ from avfmae_hf.data_avfmae import (
     run_fingerprint,
     save_fingerprint,
 )
-from avfmae_hf.hub_avfmae import build_model_card, push_to_hub, write_checkpoint_files
+from avfmae_hf.hub_avfmae import build_model_card, push_to_hub
 from avfmae_hf.training_avfmae import (
     AVFMAEDataCollator,
     AVFMAEPretrainingDataset,
@@ -554,25 +554,50 @@ def pretraining_card_kwargs(model_args: ModelArguments) -> dict:
     return {"base_model": base_model, "notes": notes}
 
 
+CHECKPOINT_CARD_NOTES = ["A pretraining checkpoint."]
+
+
+def save_hub_ready_models(accelerator: Accelerator, models: list, output_dir: str, processor) -> None:
+    """Write each prepared model of a `step_*` folder as a Hub-ready model folder (weights, config with the complete
+    `auto_map`, code files, processor, model card) into `output_dir`.
+
+    The full weights are gathered with `accelerator.get_state_dict`, a collective operation under FSDP (and DeepSpeed
+    ZeRO-3): every process calls this function, and only the main process writes. Under DeepSpeed ZeRO-3 without
+    `stage3_gather_16bit_weights_on_model_save` the weights cannot be gathered; the folder then keeps DeepSpeed's
+    state only, with a warning."""
+    for model in models:
+        try:
+            state_dict = accelerator.get_state_dict(model)
+        except ValueError as error:  # DeepSpeed ZeRO-3 that does not gather 16-bit weights on save
+            logger.warning(f"{output_dir} holds DeepSpeed's sharded state only, no Hub-ready model: {error}")
+            continue
+        save_hub_ready(
+            accelerator.unwrap_model(model),
+            output_dir,
+            processor=processor,
+            state_dict=state_dict,
+            is_main_process=accelerator.is_main_process,
+            notes=CHECKPOINT_CARD_NOTES,
+        )
+
+
 def register_hub_ready_checkpoints(accelerator: Accelerator, processor) -> None:
-    """Make every `step_*` folder a loadable, Hub-ready model folder as well as a resumable state: the model is
-    saved by `save_pretrained` with its code files, processor and card (instead of accelerate's plain weights file)
-    and read back from there on resume. Under FSDP and DeepSpeed, which save sharded states of their own, the step
-    folders keep accelerate's layout."""
+    """Make every `step_*` folder a loadable, Hub-ready model folder as well as a resumable state, under every engine
+    (see `save_hub_ready_models`).
+
+    DDP and single process: the Hub-ready model replaces accelerate's plain weights file and is what resume reads
+    back. FSDP and DeepSpeed save sharded states of their own (FSDP: `pytorch_model_fsdp_0/`, `optimizer_0/`;
+    DeepSpeed: `pytorch_model/`, `latest`), which stay what resume reads; the Hub-ready files (`config.json`,
+    `model.safetensors`, code files, processor, `README.md`) are written beside them, under names those engines do
+    not use."""
 
     def save_model(models, weights, output_dir):
-        if len(weights) != len(models):  # FSDP / DeepSpeed: no full weights here
-            return
-        for model in models:
-            unwrapped = accelerator.unwrap_model(model)
-            if accelerator.is_main_process:
-                card = build_model_card(unwrapped, with_processor=True, notes=["A pretraining checkpoint."])
-                write_checkpoint_files(unwrapped, output_dir, processor=processor, model_card=card)
-        weights.clear()
+        save_hub_ready_models(accelerator, models, output_dir, processor)
+        weights.clear()  # DDP / one process: accelerate writes no second copy of the weights
 
     def load_model(models, input_dir):
         if accelerator.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED):
-            return
+            return  # the engine's own sharded state
         if not Path(input_dir, CONFIG_NAME).is_file():  # a checkpoint in accelerate's own layout
             return
         for model in models:
