@@ -7,6 +7,9 @@ Single process:
     python training/run_pretraining.py --size base --train_file videos.csv --output_dir pretrain-base \\
         --per_device_train_batch_size 8 --max_steps 1000 --save_steps 200
 
+Instead of list files, a `datasets` dataset (a Hub id or a folder saved with `save_to_disk`) whose columns hold the
+media paths: `--dataset_name my-org/clips --train_split train --validation_split validation`.
+
 A paper recipe with local paths (flags after the JSON file override it):
 
     accelerate launch --multi_gpu --num_processes 8 training/run_pretraining.py training/pretrain_base.json \\
