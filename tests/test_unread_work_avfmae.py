@@ -233,3 +233,40 @@ def test_adapted_or_watched_projections_are_not_folded():
     assert not attention.can_fold_projections()
     handle.remove()
     assert attention.can_fold_projections()
+
+
+def test_patch_embeddings_and_pointwise_convolutions_computed_as_matrix_products_equal_the_convolutions():
+    """The patch embeddings (kernel = stride) and the refinement's pointwise convolution run as matrix products
+    unless a hook watches the convolution; both ways give the same values and gradients."""
+    config = tiny_config()
+    model, inputs = float64_model_and_inputs(AVFMAEForVideoClassification, config)
+    backbone = model.avfmae
+    convolutions = [
+        backbone.video_embeddings.projection,
+        backbone.audio_embeddings.projection,
+        backbone.fusion.refinement.video_projection.conv,
+    ]
+
+    def step(watch: bool):
+        handles = [conv.register_forward_hook(lambda *_: None) for conv in convolutions] if watch else []
+        model.zero_grad(set_to_none=True)
+        video = backbone.video_embeddings(inputs["pixel_values"])
+        audio = backbone.audio_embeddings(inputs["audio_values"])
+        refined = backbone.fusion.refinement.video_projection(video[:, :5])
+        weights = [
+            torch.linspace(-1, 1, tensor.numel(), dtype=tensor.dtype).view_as(tensor)
+            for tensor in (video, audio, refined)
+        ]
+        sum(
+            (tensor * weight).sum() for tensor, weight in zip((video, audio, refined), weights, strict=True)
+        ).backward()
+        for handle in handles:
+            handle.remove()
+        return [video.detach(), audio.detach(), refined.detach()], [
+            p.grad.clone() for conv in convolutions for p in conv.parameters()
+        ]
+
+    as_products, product_gradients = step(watch=False)
+    as_convolutions, convolution_gradients = step(watch=True)
+    for actual, expected in zip(as_products + product_gradients, as_convolutions + convolution_gradients, strict=True):
+        torch.testing.assert_close(actual, expected, **FLOAT64_TOLERANCE)
