@@ -219,6 +219,16 @@ def unpatchify(patches: torch.Tensor, num_frames: int, height: int, width: int, 
     return patches.reshape(batch_size, num_frames, num_channels, height, width)
 
 
+def project_patches(values: torch.Tensor, projection: nn.Conv2d | nn.Conv3d, tubelet_size: int) -> torch.Tensor:
+    """A patch embedding convolution (kernel = stride) of `values` `(B, T, channels, H, W)` as one matrix product over
+    the patchified values, `(B, N, C)` in (t, h, w) raster order. Every token sees only its own patch, so this is the
+    convolution's sum; CPUs compute it about 1.7x faster, forward and backward."""
+    patch_size = projection.kernel_size[-1]
+    patches = patchify(values, tubelet_size, patch_size).flatten(2)  # values in (frame, row, column, channel) order
+    weight = projection.weight.movedim(1, -1).reshape(projection.out_channels, -1)  # the same order
+    return F.linear(patches, weight, projection.bias)
+
+
 def patch_statistics(patches: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean and scale (unbiased std + 1e-6) of every (token, channel) of `(B, N, P, channels)` over its `P` values,
     each `(B, N, 1, channels)`: what [`normalize_patches`] subtracts and divides by."""
@@ -286,6 +296,12 @@ def has_forward_hooks(module: nn.Module) -> bool:
     )
 
 
+def is_plain_layer(module: nn.Module, layer_type: type[nn.Module]) -> bool:
+    """Whether `module` is exactly a `layer_type` that no hook watches, so that its weights may be used in another
+    but equal computation (an adapter such as LoRA, a quantized layer or a hook gets the module's own forward)."""
+    return type(module) is layer_type and not has_forward_hooks(module)
+
+
 def attach_zero_gradients(tensor: torch.Tensor, *modules: nn.Module) -> torch.Tensor:
     """`tensor` unchanged, with the parameters of `modules` in its graph so that backward gives them zero gradients.
 
@@ -330,8 +346,10 @@ class AVFMAEVideoEmbeddings(nn.Module):
                 f"(batch_size, {', '.join(map(str, expected))}) for this model, got {tuple(pixel_values.shape)}."
             )
         pixel_values = pixel_values.to(self.projection.weight.dtype)
-        # Conv3d wants (B, channels, T, H, W)
-        embeddings = self.projection(pixel_values.permute(0, 2, 1, 3, 4)).flatten(2).transpose(1, 2)
+        if is_plain_layer(self.projection, nn.Conv3d):
+            embeddings = project_patches(pixel_values, self.projection, self.config.tubelet_size)
+        else:  # Conv3d wants (B, channels, T, H, W)
+            embeddings = self.projection(pixel_values.permute(0, 2, 1, 3, 4)).flatten(2).transpose(1, 2)
         return embeddings + self.position_embeddings.to(embeddings.dtype)
 
 
@@ -357,7 +375,10 @@ class AVFMAEAudioEmbeddings(nn.Module):
                 f"{', '.join(map(str, expected))}) for this model, got {tuple(audio_values.shape)}."
             )
         audio_values = audio_values.to(self.projection.weight.dtype)
-        embeddings = self.projection(audio_values).flatten(2).transpose(1, 2)
+        if is_plain_layer(self.projection, nn.Conv2d):  # the spectrogram as one frame of one channel
+            embeddings = project_patches(audio_values.unsqueeze(1), self.projection, tubelet_size=1)
+        else:
+            embeddings = self.projection(audio_values).flatten(2).transpose(1, 2)
         return embeddings + self.position_embeddings.to(embeddings.dtype)
 
 
@@ -386,10 +407,18 @@ class AVFMAEAttention(nn.Module):
     def forward(
         self, hidden_states: torch.Tensor, context: torch.Tensor | None = None, **kwargs: Unpack[TransformersKwargs]
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        is_cross_attention = context is not None
         context = hidden_states if context is None else context
         leading_shape = hidden_states.shape[:-2]
         hidden_states = hidden_states.reshape(-1, *hidden_states.shape[-2:])
         context = context.reshape(-1, *context.shape[-2:])
+        folded_side = (
+            self.cheaper_folded_side(hidden_states.shape[1], context.shape[1]) if is_cross_attention else None
+        )
+        if folded_side is not None and self.can_fold_projections():
+            fold = self.query_side_folded if folded_side == "query" else self.context_side_folded
+            attention_output = fold(hidden_states, context)
+            return attention_output.view(*leading_shape, *attention_output.shape[-2:]), None
         # (B, heads, tokens, head_dim)
         query = self.q_proj(hidden_states).unflatten(-1, (self.num_heads, self.head_dim)).transpose(1, 2)
         key = self.k_proj(context).unflatten(-1, (self.num_heads, self.head_dim)).transpose(1, 2)
@@ -403,6 +432,73 @@ class AVFMAEAttention(nn.Module):
         )
         attention_output = self.o_proj(attention_output.flatten(-2))
         return attention_output.view(*leading_shape, *attention_output.shape[-2:]), attention_weights
+
+    # Cross-attention between a long and a short sequence (16 x 8 region tokens against 800 local tokens and back, in
+    # every encoder layer) spends most of its work projecting the long side. Attention is linear in the projected
+    # queries, keys and values, so the projections of the long side can be moved onto the few tokens of the short
+    # side: the same result, computed with `2 * heads * short / hidden_size` of the work on the long side.
+
+    def cheaper_folded_side(self, num_queries: int, num_keys: int) -> str | None:
+        """Which side's projections are cheaper folded onto the other side (`"query"` or `"context"`), or `None`
+        when the usual computation is the cheapest; counted in multiply-adds of the matrix products."""
+        hidden_size, context_size = self.q_proj.in_features, self.k_proj.in_features
+        inner_size = self.num_heads * self.head_dim
+        attention = 2 * num_queries * num_keys * inner_size
+        folded_attention = 2 * num_queries * num_keys * self.num_heads * max(hidden_size, context_size)
+        query_side = num_queries * inner_size * (hidden_size + self.o_proj.out_features)
+        context_side = 2 * num_keys * inner_size * context_size
+        usual = query_side + context_side + attention
+        # folding the queries: q and o are applied to the keys and values instead (as many products as there are keys)
+        query_folded = context_side + num_keys * inner_size * (hidden_size + self.o_proj.out_features)
+        query_folded += folded_attention
+        # folding the context: k and v are applied to the queries instead
+        context_folded = query_side + 2 * num_queries * inner_size * context_size + folded_attention
+        cheapest = min(usual, query_folded, context_folded)
+        if cheapest == usual:
+            return None
+        return "query" if cheapest == query_folded else "context"
+
+    def can_fold_projections(self) -> bool:
+        """Folding reads the projection weights directly, so it is only done with plain linear layers that nothing
+        watches (adapters such as LoRA, quantized layers or hooks get the usual computation)."""
+        projections = (self.q_proj, self.k_proj, self.v_proj, self.o_proj)
+        return not has_forward_hooks(self) and all(is_plain_layer(projection, nn.Linear) for projection in projections)
+
+    def query_side_folded(self, hidden_states: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        """Cross-attention of many queries `hidden_states` `(B, N, C)` to few keys `context` `(B, M, C')`, without
+        projecting the queries or their outputs: the score of query `x` for key `k` of head `h` is
+        `x . (W_q[h]^T k) + b_q[h] . k`, and the output `sum_m p_m W_o[h] v_m + b_o`."""
+        batch_size, num_keys = context.shape[0], context.shape[1]
+        heads, head_dim = self.num_heads, self.head_dim
+        key = self.k_proj(context).view(batch_size, num_keys, heads, head_dim) * self.scaling
+        value = self.v_proj(context).view(batch_size, num_keys, heads, head_dim)
+        q_weight = self.q_proj.weight.view(heads, head_dim, -1)
+        # (B, heads * M, C): every key seen through the query projection
+        folded_keys = torch.einsum("bmhd,hdc->bhmc", key, q_weight).flatten(1, 2)
+        key_bias = torch.einsum("bmhd,hd->bhm", key, self.q_proj.bias.view(heads, head_dim)).flatten(1, 2)
+        scores = torch.baddbmm(key_bias.unsqueeze(1), hidden_states, folded_keys.transpose(1, 2))
+        probabilities = scores.view(batch_size, -1, heads, num_keys).softmax(dim=-1)
+        # (B, heads * M, C): every value seen through its head's part of the output projection
+        o_weight = self.o_proj.weight.view(-1, heads, head_dim)
+        folded_values = torch.einsum("bmhd,chd->bhmc", value, o_weight).flatten(1, 2)
+        return torch.baddbmm(self.o_proj.bias, probabilities.view(batch_size, -1, heads * num_keys), folded_values)
+
+    def context_side_folded(self, hidden_states: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        """Cross-attention of few queries `hidden_states` `(B, M, C)` to many keys `context` `(B, N, C')`, without
+        projecting the keys or values: the score of key `x` for query `q` of head `h` is `(W_k[h]^T q) . x` (keys
+        have no bias), and since the weights sum to 1, the head's output is `W_v[h] (sum_n p_n x_n) + b_v[h]`."""
+        batch_size, num_queries = hidden_states.shape[0], hidden_states.shape[1]
+        heads, head_dim = self.num_heads, self.head_dim
+        query = self.q_proj(hidden_states).view(batch_size, num_queries, heads, head_dim) * self.scaling
+        k_weight = self.k_proj.weight.view(heads, head_dim, -1)
+        # (B, heads * M, C'): every query seen through the key projection
+        folded_queries = torch.einsum("bmhd,hdc->bhmc", query, k_weight).flatten(1, 2)
+        probabilities = torch.bmm(folded_queries, context.transpose(1, 2)).softmax(dim=-1)
+        # (B, heads, M, C'): the weighted mean of the raw context tokens for every head and query
+        mean_context = torch.bmm(probabilities, context).view(batch_size, heads, num_queries, -1)
+        v_weight = self.v_proj.weight.view(heads, head_dim, -1)
+        value = torch.einsum("bhmc,hdc->bmhd", mean_context, v_weight) + self.v_proj.bias.view(heads, head_dim)
+        return self.o_proj(value.reshape(batch_size, num_queries, heads * head_dim))
 
     def single_key_output(self, context: torch.Tensor) -> torch.Tensor:
         """The output for any query when `context` `(..., 1, context_size)` holds one token: its softmax weight is 1,
@@ -652,7 +748,11 @@ class AVFMAERefinementProjection(nn.Module):
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         # BatchNorm1d normalises the channel axis of (B, C, M)
-        return self.activation(self.batch_norm(self.conv(tokens.transpose(1, 2)))).transpose(1, 2)
+        if is_plain_layer(self.conv, nn.Conv1d):  # a pointwise convolution is a linear layer, and faster as one
+            projected = F.linear(tokens, self.conv.weight.squeeze(-1), self.conv.bias).transpose(1, 2)
+        else:
+            projected = self.conv(tokens.transpose(1, 2))
+        return self.activation(self.batch_norm(projected)).transpose(1, 2)
 
 
 class AVFMAEIterativeRefinement(nn.Module):

@@ -4,7 +4,9 @@ with the base model's train step, measured in the same run on the same machine.
 1. Writes `--sources` 3 s 640x360 talking-face clips with audio (tests/media/synthetic.py) and preprocesses them.
 2. Storage: the mean size of a preprocessed 3 s clip (MB).
 3. Reading: an `AVFMAEVideoDataset` over the preprocessed folder (uniform sampling, no augmentation) through a
-   `DataLoader` with `--workers` workers and batch `--batch-size` (clips/s).
+   `DataLoader` with `--workers` workers and batch `--batch-size` (clips/s); beside it, in the same run and loader,
+   the pre-cropped path: the same talking face written as 160x160 H.264 + AAC clips as a face-crop corpus comes
+   (`face_cropped` entries, read exactly like the preprocessed ones).
 4. The training data loader: the pretraining dataset ("train" sampling, the official pretraining augmentation and
    audio gain jitter), same loader (clips/s).
 5. The base model's pretraining train step (forward, loss, backward, AdamW) at batch `--batch-size` on `--device`
@@ -53,6 +55,17 @@ def write_sources(directory: str, count: int) -> list:
         audio = synthetic.speech_like_audio(DURATION, seed=index)
         path = synthetic.write_video(os.path.join(directory, f"source_{index}.mp4"), frames, FPS, audio)
         entries.append(ListEntry(path, None, index % 2))
+    return entries
+
+
+def write_pre_cropped(directory: str, count: int) -> list:
+    """160x160 face clips with AAC audio, as a corpus of face crops made elsewhere comes."""
+    frames, _ = synthetic.talking_face_frames(num_frames=int(DURATION * FPS), height=160, width=160, face_size=110)
+    entries = []
+    for index in range(count):
+        audio = synthetic.speech_like_audio(DURATION, seed=index)
+        path = synthetic.write_video(os.path.join(directory, f"cropped_{index}.mp4"), frames, FPS, audio)
+        entries.append(ListEntry(path, None, index % 2, face_cropped=True))
     return entries
 
 
@@ -109,11 +122,15 @@ def main():
         training = AVFMAEPretrainingDataset(
             clips, processor, seed=0, audio_gain_jitter=True, augmentation=PretrainingAugmentation()
         )
+        pre_cropped = AVFMAEVideoDataset(write_pre_cropped(directory, args.sources), processor)
         results = {
             "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}",
             "preprocess_clips_per_second": report.num_written / preprocess_seconds,
             "mb_per_3s_clip": sum(sizes) / len(sizes) / 1e6,
             "read_clips_per_second": loader_clips_per_second(reading, args.clips, args.batch_size, args.workers),
+            "pre_cropped_read_clips_per_second": loader_clips_per_second(
+                pre_cropped, args.clips, args.batch_size, args.workers
+            ),
             "training_loader_clips_per_second": loader_clips_per_second(
                 training, args.clips, args.batch_size, args.workers
             ),

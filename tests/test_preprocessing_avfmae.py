@@ -9,6 +9,7 @@ import sys
 
 import av
 import datasets
+import numpy as np
 import pytest
 
 from avfmae_hf import video_processing_avfmae
@@ -21,6 +22,7 @@ from avfmae_hf.preprocessing_avfmae import (
 )
 from avfmae_hf.processing_avfmae import AVFMAEProcessor
 from avfmae_hf.training_avfmae import AVFMAEVideoDataset, read_list_file
+from avfmae_hf.video_decoding_avfmae import load_audio_file
 
 from .media import synthetic
 from .test_training_scripts import TRAINING, script_environment
@@ -93,10 +95,32 @@ def test_clips_are_model_sized_crops_with_16khz_mono_audio(preprocessed):
             video = container.streams.video[0]
             assert (video.codec_context.name, video.height, video.width) == ("h264", 160, 160)
             audio = container.streams.audio[0]
-            assert (audio.codec_context.name, audio.rate, audio.channels) == ("aac", 16000, 1)
+            assert (audio.codec_context.name, audio.rate, audio.channels) == ("flac", 16000, 1)
             frames = sum(1 for _ in container.decode(video=0))
         assert frames == NUM_FRAMES
         assert (output / row["video"]).stat().st_size < 0.3e6 * NUM_FRAMES / (3 * FPS)
+
+
+def test_audio_is_stored_losslessly(preprocessed, corpus, processor):
+    """The 16 kHz waveform read back from a clip is the processor's waveform of the source to 16-bit precision, so a
+    preprocessed clip's spectrogram is its source's."""
+    output, _ = preprocessed
+    for row in _rows(output):
+        expected = processor.feature_extractor.prepare_waveform(*load_audio_file(row["source"]))
+        stored, sampling_rate = load_audio_file(output / row["video"])
+        assert sampling_rate == 16000 and stored.shape == (1, expected.shape[0])
+        assert np.abs(stored[0] - np.asarray(expected)).max() <= 0.5 / 2**15 + 1e-7
+
+
+def test_unsampled_b_frames_can_be_skipped(preprocessed):
+    """Clips are written so that reading 16 sampled frames need not decode the others: most B-frames are referenced by
+    no other frame (FFmpeg's skip_frame="NONREF" drops them)."""
+    output, _ = preprocessed
+    with av.open(str(output / _rows(output)[0]["video"])) as container:
+        stream = container.streams.video[0]
+        stream.codec_context.skip_frame = "NONREF"
+        kept = sum(1 for _ in container.decode(stream))
+    assert kept < NUM_FRAMES * 0.6
 
 
 def test_resume_redoes_only_missing_clips_and_ignores_partial_files(preprocessed, corpus, processor, tmp_path):

@@ -181,6 +181,27 @@ def test_collator_renames_label_and_converts_arrays():
     assert batch["pixel_values"].shape == (2, 2, 3) and batch["labels"].tolist() == [1, 0]
 
 
+def _collate_and_report_sharing(features):
+    batch = AVFMAEDataCollator()(features)
+    return batch, {name: value.is_shared() for name, value in batch.items()}
+
+
+def test_collator_stacks_into_shared_memory_inside_a_worker():
+    """Inside a DataLoader worker the batch is built in shared memory, so it is not copied again on its way to the
+    main process; outside one it is an ordinary tensor."""
+    items = [
+        {"pixel_values": torch.full((2, 3), float(i)), "audio_values": torch.zeros(1, 4), "labels": i}
+        for i in range(4)
+    ]
+    loader = torch.utils.data.DataLoader(items, batch_size=2, num_workers=1, collate_fn=_collate_and_report_sharing)
+    batches = list(loader)
+    assert all(sharing == {"pixel_values": True, "audio_values": True, "labels": True} for _, sharing in batches)
+    last = batches[-1][0]
+    assert last["pixel_values"][:, 0, 0].tolist() == [2.0, 3.0] and last["labels"].tolist() == [2, 3]
+    _, sharing = _collate_and_report_sharing(items[:2])
+    assert not any(sharing.values())
+
+
 # --------------------------------------------------------------------------------------------------------------------
 # Optimizer groups (architecture.md §10.2)
 # --------------------------------------------------------------------------------------------------------------------

@@ -1,16 +1,22 @@
-"""Work whose result nobody reads is skipped, and skipping it changes nothing that is returned.
+"""Work whose result nobody reads is skipped, and work that can be done on fewer tokens is moved there; neither
+changes anything that is returned.
 
 Skipped: the last encoder layer's local-to-region attention and the region tokens' MLP in pretraining (only local
 tokens are read), the last layer's MLP on the local tokens without masks (only region tokens are read), and the query
-side of the fusion's final cross-attention when it reads a single overall token (pretraining). The full computation
-runs when attention weights are requested or a forward hook watches a layer, which gives the reference here.
+side of the fusion's final cross-attention when it reads a single overall token (pretraining). Folded: the
+projections of the long side of a cross-attention between many and few tokens (local tokens and region tokens) are
+applied to the few tokens instead. The full computation runs when attention weights are requested or a forward hook
+watches a layer, which gives the reference here. The comparisons run in float64, where a different order of the
+same sums leaves differences of about 1e-15, so that any real change of the computation would show.
 """
 
 import pytest
 import torch
+from torch import nn
 
-from avfmae_hf import AVFMAEForPreTraining, AVFMAEForVideoClassification
+from avfmae_hf import AVFMAEConfig, AVFMAEForPreTraining, AVFMAEForVideoClassification
 from avfmae_hf.checkpoint_avfmae import random_inputs, reference_outputs
+from avfmae_hf.modeling_avfmae import AVFMAEAttention
 from tests.test_parity_official import TOLERANCE, build
 from tests.tiny_configs import tiny_config
 
@@ -33,6 +39,16 @@ class CallCounter:
             handle.remove()
 
 
+FLOAT64_TOLERANCE = {"atol": 1e-10, "rtol": 1e-9}
+
+
+def float64_model_and_inputs(model_class, config):
+    torch.manual_seed(0)
+    model = model_class(config).train().double()
+    inputs = {name: value.double() for name, value in random_inputs(config, batch_size=2).items()}
+    return model, inputs
+
+
 def run(model, inputs, labels, full: bool, seed: int):
     """One train step's outputs and gradients; `full` asks for the attention weights, which computes everything."""
     model.zero_grad(set_to_none=True)
@@ -53,11 +69,11 @@ def assert_same(skipped, full):
         if isinstance(value, tuple):
             assert len(skipped[name]) == len(value), name
             for index, item in enumerate(value):
-                torch.testing.assert_close(skipped[name][index], item, atol=1e-6, rtol=1e-5, msg=f"{name}[{index}]")
+                torch.testing.assert_close(skipped[name][index], item, **FLOAT64_TOLERANCE, msg=f"{name}[{index}]")
         elif value is None:
             assert skipped[name] is None, name
         else:
-            torch.testing.assert_close(skipped[name], value, atol=1e-6, rtol=1e-5, msg=name)
+            torch.testing.assert_close(skipped[name], value, **FLOAT64_TOLERANCE, msg=name)
 
 
 @pytest.mark.slow
@@ -65,9 +81,7 @@ def assert_same(skipped, full):
 def test_pretraining_skips_unread_branches_without_changing_outputs_or_gradients(drop_path_rate):
     config = tiny_config(drop_path_rate=drop_path_rate)
     config._attn_implementation = "eager"
-    torch.manual_seed(0)
-    model = AVFMAEForPreTraining(config).train()
-    inputs = random_inputs(config, batch_size=2)
+    model, inputs = float64_model_and_inputs(AVFMAEForPreTraining, config)
     backbone = model.avfmae
     last_layers = {"video": backbone.video_encoder.layers[-1], "audio": backbone.audio_encoder.layers[-1]}
     watched = {f"{tower}.local_to_region": layer.local_to_region_attention for tower, layer in last_layers.items()}
@@ -93,7 +107,7 @@ def test_pretraining_skips_unread_branches_without_changing_outputs_or_gradients
     for name, gradient in full_gradients.items():
         assert (skipped_gradients[name] is None) == (gradient is None), name
         if gradient is not None:
-            torch.testing.assert_close(skipped_gradients[name], gradient, atol=1e-6, rtol=1e-5, msg=name)
+            torch.testing.assert_close(skipped_gradients[name], gradient, **FLOAT64_TOLERANCE, msg=name)
     # the skipped parameters get exact zeros (as in the full computation), not a missing gradient
     for name in (
         "avfmae.video_encoder.layers.1.local_to_region_attention.q_proj.weight",
@@ -110,9 +124,7 @@ def test_pretraining_skips_unread_branches_without_changing_outputs_or_gradients
 def test_classification_skips_the_last_local_mlp_without_changing_outputs_or_gradients(drop_path_rate):
     config = tiny_config(drop_path_rate=drop_path_rate)
     config._attn_implementation = "eager"
-    torch.manual_seed(0)
-    model = AVFMAEForVideoClassification(config).train()
-    inputs = random_inputs(config, batch_size=2)
+    model, inputs = float64_model_and_inputs(AVFMAEForVideoClassification, config)
     labels = torch.tensor([1, 3])
     last_mlp = model.avfmae.video_encoder.layers[-1].mlp
     counter = CallCounter({"mlp": last_mlp, "overall_attention": model.avfmae.fusion.overall_attention})
@@ -129,7 +141,7 @@ def test_classification_skips_the_last_local_mlp_without_changing_outputs_or_gra
     for name, gradient in full_gradients.items():
         assert (skipped_gradients[name] is None) == (gradient is None), name
         if gradient is not None:
-            torch.testing.assert_close(skipped_gradients[name], gradient, atol=1e-6, rtol=1e-5, msg=name)
+            torch.testing.assert_close(skipped_gradients[name], gradient, **FLOAT64_TOLERANCE, msg=name)
 
 
 @pytest.mark.parametrize("attn_implementation", ["sdpa", "eager"])
@@ -145,3 +157,116 @@ def test_outputs_with_skipped_branches_match_the_official_tensors(fixture, model
         torch.testing.assert_close(
             value.float(), expected[name].float(), **TOLERANCE, msg=lambda m, n=name: f"{n}: {m}"
         )
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Folded cross-attention projections
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def test_the_encoder_cross_attentions_fold_their_long_side_at_base_size():
+    """What each cross-attention of a base-size model computes, by the cost model the attention uses."""
+    config = AVFMAEConfig.from_size("base")
+    for tower in (config.video_config, config.audio_config):
+        attention = AVFMAEAttention(tower, tower.hidden_size, tower.num_attention_heads)
+        num_regions = tower.num_regions
+        for num_tokens in (
+            tower.num_tokens,
+            tower.num_visible_tokens,
+        ):  # fine-tuning grid, pretraining's visible tokens
+            # region-to-local: every local token reads the region tokens
+            assert attention.cheaper_folded_side(num_tokens, num_regions) == "query"
+            # local-to-region: the region tokens read every local token
+            assert attention.cheaper_folded_side(num_regions, num_tokens) == "context"
+        # two sequences of similar length: the usual computation
+        assert attention.cheaper_folded_side(tower.num_tokens, tower.num_tokens) is None
+        assert attention.cheaper_folded_side(num_regions, num_regions) is None
+
+
+def _attention_step(attention, queries, context, watch: bool):
+    handle = attention.register_forward_hook(lambda *_: None) if watch else None  # a hook: the usual computation
+    attention.zero_grad(set_to_none=True)
+    queries.grad = context.grad = None
+    output, _ = attention(queries, context=context)
+    (output * torch.linspace(-1, 1, output.numel(), dtype=output.dtype).view_as(output)).sum().backward()
+    if handle is not None:
+        handle.remove()
+    gradients = {name: parameter.grad for name, parameter in attention.named_parameters()}
+    return output.detach(), gradients, queries.grad, context.grad
+
+
+@pytest.mark.parametrize("num_queries, num_keys, expected_side", [(300, 4, "query"), (4, 300, "context")])
+def test_folded_cross_attention_equals_the_usual_one_with_its_gradients(num_queries, num_keys, expected_side):
+    torch.manual_seed(0)
+    config = AVFMAEConfig.from_size("base").video_config
+    config._attn_implementation = "eager"
+    attention = AVFMAEAttention(config, 96, 4, context_size=80).double()
+    for projection in (attention.q_proj, attention.v_proj, attention.o_proj):
+        nn.init.normal_(projection.bias)  # the biases' part of the folded formulas is checked too
+    assert attention.cheaper_folded_side(num_queries, num_keys) == expected_side
+    queries = torch.randn(2, num_queries, 96, dtype=torch.float64, requires_grad=True)
+    context = torch.randn(2, num_keys, 80, dtype=torch.float64, requires_grad=True)
+
+    folded = _attention_step(attention, queries, context, watch=False)
+    usual = _attention_step(attention, queries, context, watch=True)
+    torch.testing.assert_close(folded[0], usual[0], **FLOAT64_TOLERANCE)
+    for name, gradient in usual[1].items():
+        if gradient is None:  # the key projection has no bias
+            continue
+        torch.testing.assert_close(folded[1][name], gradient, **FLOAT64_TOLERANCE, msg=name)
+    torch.testing.assert_close(folded[2], usual[2], **FLOAT64_TOLERANCE)
+    torch.testing.assert_close(folded[3], usual[3], **FLOAT64_TOLERANCE)
+
+
+def test_adapted_or_watched_projections_are_not_folded():
+    config = AVFMAEConfig.from_size("base").video_config
+    attention = AVFMAEAttention(config, 96, 4)
+    assert attention.can_fold_projections()
+
+    class AdaptedLinear(nn.Linear):  # what an adapter library puts in place of a projection
+        pass
+
+    attention.q_proj = AdaptedLinear(96, 96)
+    assert not attention.can_fold_projections()
+    attention.q_proj = nn.Linear(96, 96)
+    handle = attention.v_proj.register_forward_hook(lambda *_: None)
+    assert not attention.can_fold_projections()
+    handle.remove()
+    assert attention.can_fold_projections()
+
+
+def test_patch_embeddings_and_pointwise_convolutions_computed_as_matrix_products_equal_the_convolutions():
+    """The patch embeddings (kernel = stride) and the refinement's pointwise convolution run as matrix products
+    unless a hook watches the convolution; both ways give the same values and gradients."""
+    config = tiny_config()
+    model, inputs = float64_model_and_inputs(AVFMAEForVideoClassification, config)
+    backbone = model.avfmae
+    convolutions = [
+        backbone.video_embeddings.projection,
+        backbone.audio_embeddings.projection,
+        backbone.fusion.refinement.video_projection.conv,
+    ]
+
+    def step(watch: bool):
+        handles = [conv.register_forward_hook(lambda *_: None) for conv in convolutions] if watch else []
+        model.zero_grad(set_to_none=True)
+        video = backbone.video_embeddings(inputs["pixel_values"])
+        audio = backbone.audio_embeddings(inputs["audio_values"])
+        refined = backbone.fusion.refinement.video_projection(video[:, :5])
+        weights = [
+            torch.linspace(-1, 1, tensor.numel(), dtype=tensor.dtype).view_as(tensor)
+            for tensor in (video, audio, refined)
+        ]
+        sum(
+            (tensor * weight).sum() for tensor, weight in zip((video, audio, refined), weights, strict=True)
+        ).backward()
+        for handle in handles:
+            handle.remove()
+        return [video.detach(), audio.detach(), refined.detach()], [
+            p.grad.clone() for conv in convolutions for p in conv.parameters()
+        ]
+
+    as_products, product_gradients = step(watch=False)
+    as_convolutions, convolution_gradients = step(watch=True)
+    for actual, expected in zip(as_products + product_gradients, as_convolutions + convolution_gradients, strict=True):
+        torch.testing.assert_close(actual, expected, **FLOAT64_TOLERANCE)
