@@ -17,7 +17,7 @@ from avfmae_hf.training_avfmae import ListEntry
 from tests import test_training_scale
 from tests.local_hub import LocalHub
 from tests.test_training_scale import run_two_processes
-from tests.test_training_scripts import ROOT, TRAINING, load_script
+from tests.test_training_scripts import ROOT, TRAINING, load_script, restore_logging  # noqa: F401
 
 
 # the tiny model folders of the training-scale tests
@@ -33,9 +33,10 @@ def pretraining_arguments(config_dir, dataset_dir, output_dir, *extra) -> list[s
     ]  # fmt: skip
 
 
-def save_clip_dataset(folder, clip, splits: dict[str, list[str]], labels: bool = True) -> None:
+def save_clip_dataset(folder, clip, splits: dict[str, list[str]], labels: dict[str, list[str]] | None = None) -> None:
     """A `DatasetDict` saved to `folder` whose rows name clips by paths relative to `folder` (each name a copy of
-    `clip` under `folder/clips/`, or, for names starting with `corrupt`, a file that is no video)."""
+    `clip` under `folder/clips/`, or, for names starting with `corrupt`, a file that is no video), with the class
+    names `labels[split]` (default: a name no vocabulary knows, which pretraining must not read)."""
     import datasets
 
     (folder / "clips").mkdir(parents=True, exist_ok=True)
@@ -50,8 +51,7 @@ def save_clip_dataset(folder, clip, splits: dict[str, list[str]], labels: bool =
             split: datasets.Dataset.from_dict(
                 {
                     "video": [f"clips/{name}" for name in names],
-                    # pretraining reads no labels: names no vocabulary knows must not matter
-                    **({"label": ["no such class"] * len(names)} if labels else {}),
+                    "label": labels[split] if labels else ["no such class"] * len(names),
                 }
             )
             for split, names in splits.items()
@@ -156,6 +156,30 @@ def test_two_pretraining_processes_split_a_saved_dataset_into_disjoint_complete_
     assert not indices[0] & indices[1] and indices[0] | indices[1] == set(range(8))
 
 
+@pytest.mark.slow
+@pytest.mark.usefixtures("restore_logging")
+def test_finetuning_selects_checkpoints_on_a_test_split_only_when_asked(tmp_path, tiny_pretrained,
+                                                                        processor_cropped_clip):  # fmt: skip
+    corpus = tmp_path / "corpus"
+    save_clip_dataset(
+        corpus,
+        processor_cropped_clip,
+        {"train": ["a.mp4", "b.mp4"], "test": ["c.mp4"]},
+        labels={"train": ["calm", "sad"], "test": ["happy"]},
+    )
+    arguments = [
+        "--model_name_or_path", os.fspath(tiny_pretrained), "--id2label", "calm,happy,sad", "--dataset_name",
+        os.fspath(corpus), "--test_split", "test", "--output_dir", os.fspath(tmp_path / "out"), "--do_train",
+        "--do_eval", "--max_steps", "1", "--per_device_train_batch_size", "2", "--save_strategy", "no",
+        "--use_cpu", "--report_to", "none",
+    ]  # fmt: skip
+    script = load_script("run_finetuning")
+    with pytest.raises(ValueError, match=r"--validation_split and --test_split are the same split \(test\)"):
+        script.main([*arguments, "--validation_split", "test"])
+    results = script.main([*arguments, "--model_selection_split", "test"])
+    assert results["eval_war"] in (0.0, 1.0) and "test_war" in results
+
+
 # What runs against the local Hub, in a process of its own: a clean environment without HF_HUB_OFFLINE, and the Hub
 # endpoint, cache and `datasets` constants read fresh from HF_ENDPOINT / HF_HOME.
 HUB_CLIENT = """
@@ -232,11 +256,14 @@ def test_a_hub_dataset_id_resolves_through_the_hub_and_its_relative_media_are_fo
     result = json.loads((tmp_path / "result.json").read_text())
 
     # the table came through the Hub's API and file routes, the media with the repository's download
-    # (b.mp4 has a.mp4's content: the Hub cache links the blob it has, after a HEAD request)
+    # (a.mp4 and b.mp4 have the same content: the Hub cache downloads it once and links the other, which one depends
+    # on the order of the parallel downloads)
     assert "GET /api/datasets/someone/emotion-clips/revision/main" in hub.requests
-    for path in ("train.jsonl", "validation.jsonl", "clips/a.mp4", "audio/a.m4a"):
-        assert f"GET /datasets/someone/emotion-clips/resolve/{commit}/{path}" in hub.requests, path
-    assert f"HEAD /datasets/someone/emotion-clips/resolve/{commit}/clips/b.mp4" in hub.requests
+    resolve = f"/datasets/someone/emotion-clips/resolve/{commit}/"
+    for path in ("train.jsonl", "validation.jsonl", "audio/a.m4a"):
+        assert f"GET {resolve}{path}" in hub.requests, path
+    assert f"HEAD {resolve}clips/a.mp4" in hub.requests and f"HEAD {resolve}clips/b.mp4" in hub.requests
+    assert f"GET {resolve}clips/a.mp4" in hub.requests or f"GET {resolve}clips/b.mp4" in hub.requests
     assert not [request for request in hub.unanswered if "emotion-clips" in request]
 
     assert result["validation_rows"] == [{"video": "clips/b.mp4", "audio": None, "label": "happy"}]

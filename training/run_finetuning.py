@@ -218,8 +218,9 @@ class DataTrainingArguments(DatasetArguments):
         default="validation",
         metadata={
             "help": "The split evaluated during training (checkpoint selection with --load_best_model_at_end): "
-            "'validation' (--validation_file), or 'test' (--test_file; what the official MAFW, CREMA-D, RAVDESS, "
-            "MER24 scripts do; it makes the reported test numbers optimistic, and a warning says so)."
+            "'validation' (--validation_file or --validation_split), or 'test' (--test_file or --test_split; what the "
+            "official MAFW, CREMA-D, RAVDESS, MER24 scripts do; it makes the reported test numbers optimistic, and a "
+            "warning says so)."
         },
     )
 
@@ -318,15 +319,19 @@ def select_evaluation_split(data_args: DataTrainingArguments, validation, data_s
     list (with the validation sampling, as the official scripts do), with a warning. A validation list that is the
     test list is refused: selecting on the test split must be asked for by name."""
     if data_args.model_selection_split == "test":
-        if data_args.test_file is None:
-            raise ValueError("--model_selection_split test needs --test_file.")
+        test_source = data_args.sources(data_args.train_file, data_args.validation_file, data_args.test_file)[2]
+        if test_source is None:
+            raise ValueError("--model_selection_split test needs --test_file (or --test_split).")
         logger.warning(
-            f"Selecting checkpoints on the test split {data_args.test_file} (--model_selection_split test), as the "
+            f"Selecting checkpoints on the test split {test_source} (--model_selection_split test), as the "
             "official MAFW / CREMA-D / RAVDESS / MER24 scripts do: the test numbers of the selected checkpoint are "
             "optimistic. Use a validation split for honest numbers."
         )
-        return load_split(
-            data_args.test_file, data_args.validation_sampling_mode, data_args.max_eval_samples, data_seed
+        return load_split(test_source, data_args.validation_sampling_mode, data_args.max_eval_samples, data_seed)
+    if data_args.dataset_name is not None and data_args.validation_split == data_args.test_split is not None:
+        raise ValueError(
+            f"--validation_split and --test_split are the same split ({data_args.test_split}): checkpoint selection "
+            "would see the test split. Pass a validation split, or --model_selection_split test to do it knowingly."
         )
     if (
         data_args.validation_file is not None
@@ -499,7 +504,10 @@ def main(args: list[str] | None = None) -> dict[str, float]:
     if training_args.do_train and train_dataset is None:
         raise ValueError("--do_train needs --train_file (or --train_mixture).")
     if training_args.do_eval and eval_dataset is None:
-        raise ValueError("--do_eval needs --validation_file (or --model_selection_split test with --test_file).")
+        raise ValueError(
+            "--do_eval needs --validation_file or --validation_split (or --model_selection_split test with a test "
+            "split)."
+        )
     mixup = build_mixup(augmentation_args, data_args, training_args, model.config.num_labels)
     if augmentation_args.save_augmentation_preview > 0 and train_dataset is not None:
         os.makedirs(training_args.output_dir, exist_ok=True)
