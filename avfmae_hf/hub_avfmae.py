@@ -102,7 +102,9 @@ def _auto_class_of(model: AVFMAEPreTrainedModel) -> str:
     for auto, cls in AUTO_CLASSES.items():
         if type(model) is cls:
             return auto
-    raise TypeError(f"Cannot export a {type(model).__name__}; expected one of {[c.__name__ for c in AUTO_CLASSES]}.")
+    raise TypeError(
+        f"Cannot export a {type(model).__name__}; expected one of {[c.__name__ for c in AUTO_CLASSES.values()]}."
+    )
 
 
 def _carries_pipeline(model: AVFMAEPreTrainedModel, processor: Any) -> bool:

@@ -418,3 +418,15 @@ def test_staged_directory_leaves_nothing_behind_on_error(tmp_path):
     umask = os.umask(0)
     os.umask(umask)
     assert existing.stat().st_mode & 0o777 == 0o777 & ~umask  # an ordinary folder, not a private temporary one
+
+
+def test_exporting_a_model_of_another_class_names_the_exportable_ones():
+    from avfmae_hf.hub_avfmae import carrying_remote_code
+    from tests.tiny_configs import tiny_config
+
+    class Renamed(AVFMAEModel):
+        pass
+
+    with pytest.raises(TypeError, match=r"Cannot export a Renamed; expected one of \[.*'AVFMAEModel'"):
+        with carrying_remote_code(Renamed(tiny_config())):
+            pass
