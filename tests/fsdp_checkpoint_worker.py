@@ -14,7 +14,6 @@ it holds locally and of the whole model.
 
 import importlib.util
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -54,11 +53,7 @@ def main() -> None:
 
     rank = accelerator.process_index
     Path(output_dir, f"rank_{rank}.json").write_text(json.dumps({"local": local, "total": total}))
-    torch.distributed.barrier()
-    torch.distributed.destroy_process_group()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0)
+    script.finish()  # the script's own teardown of the process group
 
 
 if __name__ == "__main__":
