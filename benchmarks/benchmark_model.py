@@ -14,8 +14,9 @@ embeddings cast them) and the training cases run under `torch.autocast("cpu", dt
 
 With --official-dir PATH (a checkout of the official AVF-MAE++ code at revision 7246ea2, whose model files run as
 they are; the four timm helpers they import are replaced by small stand-ins, see `model_steps.py`), every case is
-timed for the official model and for this package alternately, one process each, with the same inputs, thread count
-and harness; the official pretraining step computes its engine's targets and loss. The table gives both, the
+timed for the official model and for this package, one process each, with the same inputs, thread count and
+harness, the two processes taking timed steps in turn (official, ours, ours, official, ...), so that the speed-up
+compares steps taken moments apart on a shared machine whose speed drifts; the official pretraining step computes its engine's targets and loss. The table gives both, the
 speed-up (official time / ours) and the share of the machine's `torch.mm` peak each reaches (FLOPs of the step
 counted once with `torch.utils.flop_counter`; fp32 and bf16 peaks measured in this run, with the same threads).
 
@@ -46,24 +47,17 @@ CASES = {
 IMPLEMENTATIONS = ("official", "ours")
 
 
-def measure(step, warmup: int, steps: int) -> list[float]:
-    """Seconds per call of `step`, after `warmup` untimed calls."""
-    for _ in range(warmup):
-        step()
-    times = []
-    for _ in range(steps):
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
-    return times
+PAUSE_S = 0.05  # between two steps: lets the other process's OpenMP threads stop spinning
 
 
 def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def run_case(implementation: str, case: str, args: dict, dtype: str, queue) -> None:
-    """One implementation on one case, in a fresh process; puts its times (and the step's FLOPs) on `queue`."""
+def serve_steps(implementation: str, case: str, args: dict, dtype: str, connection) -> None:
+    """One implementation on one case, in a fresh process: builds the step, runs the warm-up steps, says "ready",
+    then runs one timed step per "step" it receives (answering its seconds) until "finish", when it answers its peak
+    memory (and the step's FLOPs or profile when asked)."""
     import contextlib
     import io
 
@@ -80,8 +74,14 @@ def run_case(implementation: str, case: str, args: dict, dtype: str, queue) -> N
         step = our_step(args["size"], **common)
         if args["compile"]:
             compile_layers(step.model, "inductor")
-    times = measure(step, args["warmup"], args["steps"])
-    result = {"times": times, "peak_rss_mib": peak_rss_mib(), "torch": torch.__version__}
+    for _ in range(args["warmup"]):
+        step()
+    connection.send("ready")
+    while connection.recv() == "step":
+        start = time.perf_counter()
+        step()
+        connection.send(time.perf_counter() - start)
+    result = {"peak_rss_mib": peak_rss_mib(), "torch": torch.__version__}
     if args["profile"] and implementation == "ours":
         from torch.profiler import ProfilerActivity, profile
 
@@ -90,20 +90,42 @@ def run_case(implementation: str, case: str, args: dict, dtype: str, queue) -> N
         result["profile"] = profiler.key_averages().table(sort_by="self_cpu_time_total", row_limit=args["profile"])
     if args["count_flops"]:
         result["flops"] = count_flops(step)
-    queue.put(result)
+    connection.send(result)
 
 
-def in_process(implementation: str, case: str, args: dict, dtype: str) -> dict:
+def interleaved(implementations: tuple[str, ...], case: str, args: dict, dtype: str) -> dict[str, dict]:
+    """Times `implementations` on `case`, one process each, all alive at once and stepping in turn (A B, B A, A B,
+    ...), so that a slower or faster spell of a shared machine falls on both alike; one process at a time computes.
+    FLOPs are counted in this package's process: both implementations compute the same model."""
     context = multiprocessing.get_context("spawn")
-    queue = context.Queue()
-    process = context.Process(target=run_case, args=(implementation, case, args, dtype, queue))
-    process.start()
-    result = queue.get()
-    process.join()
-    times = result["times"]
-    result["median_s"] = statistics.median(times)
-    result["clips_per_s"] = CASES[case][1] / result["median_s"]
-    return result
+    connections, processes = {}, {}
+    for implementation in implementations:
+        connections[implementation], child = context.Pipe()
+        settings = {**args, "count_flops": implementation == "ours"}
+        processes[implementation] = context.Process(
+            target=serve_steps, args=(implementation, case, settings, dtype, child)
+        )
+        processes[implementation].start()
+        # warm-ups run one process at a time too, so neither builds its caches on a loaded machine
+        if connections[implementation].recv() != "ready":
+            raise RuntimeError(f"the {implementation} process did not start")
+    times = {implementation: [] for implementation in implementations}
+    for index in range(args["steps"]):
+        order = implementations if index % 2 == 0 else tuple(reversed(implementations))
+        for implementation in order:
+            time.sleep(PAUSE_S)
+            connections[implementation].send("step")
+            times[implementation].append(connections[implementation].recv())
+    results = {}
+    for implementation in implementations:
+        connections[implementation].send("finish")
+        result = connections[implementation].recv()
+        processes[implementation].join()
+        result["times"] = times[implementation]
+        result["median_s"] = statistics.median(result["times"])
+        result["clips_per_s"] = CASES[case][1] / result["median_s"]
+        results[implementation] = result
+    return results
 
 
 def spread(result: dict) -> str:
@@ -153,12 +175,7 @@ def main():
     results = {}
     for dtype in args.dtype:
         for case in args.cases:
-            row = {}
-            # FLOPs are counted once per case (in this package's process): both implementations compute the same model
-            for implementation in reversed(implementations):
-                row[implementation] = in_process(
-                    implementation, case, {**settings, "count_flops": implementation == "ours"}, dtype
-                )
+            row = interleaved(implementations, case, settings, dtype)
             flops = row["ours"]["flops"]
             for result in row.values():
                 result["flops"] = flops
