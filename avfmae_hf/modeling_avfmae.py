@@ -178,10 +178,15 @@ def group_visible_tokens(
     return tokens.reshape(batch_size, -1, tokens_per_region, hidden_size)
 
 
+def select_tokens(tokens: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """The tokens of `tokens` `(B, N, ...)` where `keep` `(B, N)` is True, in increasing index: `(B, num_kept, ...)`
+    (every sample keeps as many tokens)."""
+    return tokens[keep].view(keep.shape[0], -1, *tokens.shape[2:])
+
+
 def select_positions(table: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
     """Rows of `table` `(N, C)` where `keep` `(B, N)` is True, in increasing index: `(B, num_kept, C)`."""
-    batch_size = keep.shape[0]
-    return table.expand(batch_size, -1, -1)[keep].view(batch_size, -1, table.shape[-1])
+    return select_tokens(table.expand(keep.shape[0], -1, -1), keep)
 
 
 def patchify(values: torch.Tensor, tubelet_size: int, patch_size: int) -> torch.Tensor:
@@ -219,12 +224,17 @@ def unpatchify(patches: torch.Tensor, num_frames: int, height: int, width: int, 
     return patches.reshape(batch_size, num_frames, num_channels, height, width)
 
 
-def project_patches(values: torch.Tensor, projection: nn.Conv2d | nn.Conv3d, tubelet_size: int) -> torch.Tensor:
+def project_patches(
+    values: torch.Tensor, projection: nn.Conv2d | nn.Conv3d, tubelet_size: int, keep: torch.Tensor | None = None
+) -> torch.Tensor:
     """A patch embedding convolution (kernel = stride) of `values` `(B, T, channels, H, W)` as one matrix product over
     the patchified values, `(B, N, C)` in (t, h, w) raster order. Every token sees only its own patch, so this is the
-    convolution's sum; CPUs compute it about 1.7x faster, forward and backward."""
+    convolution's sum; CPUs compute it about 1.7x faster, forward and backward. With `keep` `(B, N)`, only the kept
+    tokens are projected, `(B, num_kept, C)` in increasing index."""
     patch_size = projection.kernel_size[-1]
     patches = patchify(values, tubelet_size, patch_size).flatten(2)  # values in (frame, row, column, channel) order
+    if keep is not None:
+        patches = select_tokens(patches, keep)
     weight = projection.weight.movedim(1, -1).reshape(projection.out_channels, -1)  # the same order
     return F.linear(patches, weight, projection.bias)
 
@@ -324,6 +334,11 @@ def linear_drop_path_rates(max_rate: float, num_layers: int) -> list[float]:
     return [max_rate * index / (num_layers - 1) for index in range(num_layers)]
 
 
+def positions_of(table: torch.Tensor, keep: torch.Tensor | None) -> torch.Tensor:
+    """The position table `(N, C)` for all tokens, or its rows `(B, num_kept, C)` for the tokens `keep` keeps."""
+    return table if keep is None else select_positions(table, keep)
+
+
 class AVFMAEVideoEmbeddings(nn.Module):
     """Tubelet embedding (Conv3d, kernel = stride = `(tubelet_size, patch_size, patch_size)`) plus the fixed sinusoid
     position table. Maps `pixel_values` `(B, T, channels, H, W)` to `(B, N, C)`, `N = (T / tubelet) (H / p) (W / p)`
@@ -338,7 +353,9 @@ class AVFMAEVideoEmbeddings(nn.Module):
             "position_embeddings", sinusoid_position_table(config.num_tokens, config.hidden_size), persistent=False
         )
 
-    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+    def forward(self, pixel_values: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
+        """With `keep` `(B, N)` (the visible tokens of pretraining), only the kept tokens are embedded: `(B,
+        num_kept, C)`, in increasing index, the rows the full output has there."""
         expected = (self.config.num_frames, self.config.num_channels, self.config.image_size, self.config.image_size)
         if pixel_values.ndim != 5 or tuple(pixel_values.shape[1:]) != expected:
             raise ValueError(
@@ -347,10 +364,11 @@ class AVFMAEVideoEmbeddings(nn.Module):
             )
         pixel_values = pixel_values.to(self.projection.weight.dtype)
         if is_plain_layer(self.projection, nn.Conv3d):
-            embeddings = project_patches(pixel_values, self.projection, self.config.tubelet_size)
+            embeddings = project_patches(pixel_values, self.projection, self.config.tubelet_size, keep)
         else:  # Conv3d wants (B, channels, T, H, W)
             embeddings = self.projection(pixel_values.permute(0, 2, 1, 3, 4)).flatten(2).transpose(1, 2)
-        return embeddings + self.position_embeddings.to(embeddings.dtype)
+            embeddings = embeddings if keep is None else select_tokens(embeddings, keep)
+        return embeddings + positions_of(self.position_embeddings.to(embeddings.dtype), keep)
 
 
 class AVFMAEAudioEmbeddings(nn.Module):
@@ -367,7 +385,8 @@ class AVFMAEAudioEmbeddings(nn.Module):
             "position_embeddings", sinusoid_position_table(config.num_tokens, config.hidden_size), persistent=False
         )
 
-    def forward(self, audio_values: torch.Tensor) -> torch.Tensor:
+    def forward(self, audio_values: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
+        """With `keep` `(B, N)`, only the kept tokens are embedded (as in [`AVFMAEVideoEmbeddings`])."""
         expected = (self.config.num_channels, self.config.max_length, self.config.num_mel_bins)
         if audio_values.ndim != 4 or tuple(audio_values.shape[1:]) != expected:
             raise ValueError(
@@ -376,10 +395,11 @@ class AVFMAEAudioEmbeddings(nn.Module):
             )
         audio_values = audio_values.to(self.projection.weight.dtype)
         if is_plain_layer(self.projection, nn.Conv2d):  # the spectrogram as one frame of one channel
-            embeddings = project_patches(audio_values.unsqueeze(1), self.projection, tubelet_size=1)
+            embeddings = project_patches(audio_values.unsqueeze(1), self.projection, tubelet_size=1, keep=keep)
         else:
             embeddings = self.projection(audio_values).flatten(2).transpose(1, 2)
-        return embeddings + self.position_embeddings.to(embeddings.dtype)
+            embeddings = embeddings if keep is None else select_tokens(embeddings, keep)
+        return embeddings + positions_of(self.position_embeddings.to(embeddings.dtype), keep)
 
 
 class AVFMAEAttention(nn.Module):
@@ -645,7 +665,8 @@ class AVFMAELocalGlobalEncoder(nn.Module):
         skip_unread: bool = True,
         **kwargs: Unpack[TransformersKwargs],
     ) -> tuple[torch.Tensor, ...]:
-        """Runs every layer on `embeddings` `(B, N, C)`.
+        """Runs every layer on `embeddings`: those of all tokens `(B, N, C)` without a mask; with `bool_masked_pos`
+        `(B, N)`, those of the visible tokens only `(B, N_vis, C)`, in increasing index.
 
         Returns one tensor per layer, after `layernorm`: the region tokens `(B, R, C)` without a mask, the local
         tokens `(B, N_vis, C)` (region by region) with `bool_masked_pos` `(B, N)`. With `skip_unread`, the last layer
@@ -656,8 +677,7 @@ class AVFMAELocalGlobalEncoder(nn.Module):
         if bool_masked_pos is None:
             local_tokens = partition_regions(embeddings, grid, region_size)
         else:
-            visible = embeddings[~bool_masked_pos].view(batch_size, -1, hidden_size)
-            local_tokens = group_visible_tokens(visible, grid, region_size)
+            local_tokens = group_visible_tokens(embeddings, grid, region_size)
         region_tokens = self.region_tokens.to(embeddings.dtype).expand(batch_size, -1, -1).unsqueeze(2)
         hidden_states = torch.cat([region_tokens, local_tokens], dim=2)
 
@@ -911,14 +931,22 @@ class AVFMAEDecoderLayer(GradientCheckpointingLayer):
         self,
         hidden_states: torch.Tensor,
         context: torch.Tensor | None = None,
+        num_read: int | None = None,
         **kwargs: Unpack[TransformersKwargs],
     ) -> torch.Tensor:
+        """`hidden_states` `(B, N, C)`; returns `(B, N, C)`, or with `num_read` the last `num_read` tokens only: the
+        others are then keys and values of the self-attention but get no query, no output projection and no MLP."""
         if self.cross_attention is not None:
             attention_output, _ = self.cross_attention(
                 self.cross_attention_norm(hidden_states), context=self.cross_context_norm(context), **kwargs
             )
             hidden_states = hidden_states + self.drop_path(attention_output)
-        attention_output, _ = self.attention(self.attention_norm(hidden_states), **kwargs)
+        normed = self.attention_norm(hidden_states)
+        if num_read is None:
+            attention_output, _ = self.attention(normed, **kwargs)
+        else:
+            hidden_states = hidden_states[:, -num_read:]
+            attention_output, _ = self.attention(normed[:, -num_read:], context=normed, **kwargs)
         hidden_states = hidden_states + self.drop_path(attention_output)
         return hidden_states + self.drop_path(self.mlp(self.mlp_norm(hidden_states)))
 
@@ -955,12 +983,14 @@ class AVFMAEDecoder(nn.Module):
         skip_features: tuple[torch.Tensor, ...],
         bool_masked_pos: torch.BoolTensor,
         decoder_bool_masked_pos: torch.BoolTensor,
+        skip_unread: bool = True,
         **kwargs: Unpack[TransformersKwargs],
     ) -> torch.Tensor:
         """
         `visible_tokens` `(B, N_vis, C)` fused encoder output; `skip_features` one `(B, N_vis, C)` per cross-attention
         layer (shallowest first); the encoder and decoder masks `(B, N)`. Returns `(B, N_dec, patch_dim)` for the
-        positions where `decoder_bool_masked_pos` is False, in increasing order.
+        positions where `decoder_bool_masked_pos` is False, in increasing order. With `skip_unread`, the last layer
+        computes only the tokens the head reads (unless a forward hook watches it); the results are the same.
         """
         table = self.position_embeddings.to(visible_tokens.dtype)
         # Visible tokens get the rows of their positions in increasing index order; for video the encoder output is
@@ -975,10 +1005,12 @@ class AVFMAEDecoder(nn.Module):
             ],
             dim=1,
         )
-        contexts = [self.encoder_to_decoder(feature) + visible_positions for feature in skip_features]
-        hidden_states = self.layers[0](hidden_states, **kwargs)
-        for layer, context in zip(self.layers[1:], reversed(contexts), strict=True):
-            hidden_states = layer(hidden_states, context, **kwargs)
+        contexts = [None] + list(reversed([self.encoder_to_decoder(f) + visible_positions for f in skip_features]))
+        last_layer = self.layers[-1]
+        for layer, context in zip(self.layers, contexts, strict=True):
+            # the head reads the decoded tokens of the last layer only
+            num_read = num_decoded if layer is last_layer and skip_unread and not has_forward_hooks(layer) else None
+            hidden_states = layer(hidden_states, context, num_read=num_read, **kwargs)
         return self.head(self.layernorm(hidden_states[:, -num_decoded:]))
 
 
@@ -1139,6 +1171,18 @@ class AVFMAEModel(AVFMAEPreTrainedModel):
         self.post_init()
 
     @staticmethod
+    def visible_embeddings(
+        embeddings: nn.Module, values: torch.Tensor, bool_masked_pos: torch.BoolTensor | None
+    ) -> torch.Tensor:
+        """The embeddings the encoder reads: of every token, or with a mask of the visible tokens only, which are
+        the only ones embedded then (unless a forward hook watches the embeddings, which then see every token)."""
+        if bool_masked_pos is None:
+            return embeddings(values)
+        if has_forward_hooks(embeddings):
+            return select_tokens(embeddings(values), ~bool_masked_pos)
+        return embeddings(values, keep=~bool_masked_pos)
+
+    @staticmethod
     def weighted_layer_sum(layer_states: tuple[torch.Tensor, ...], weights: torch.Tensor) -> torch.Tensor:
         """`sum_l softmax(weights)_l * layer_states[l]`, each `(B, R, C)`."""
         return torch.stack(layer_states, dim=-1) @ weights.softmax(dim=0).to(layer_states[0].dtype)
@@ -1195,11 +1239,11 @@ class AVFMAEModel(AVFMAEPreTrainedModel):
             raise ValueError("Pass both video_bool_masked_pos and audio_bool_masked_pos (pretraining) or neither.")
 
         batch_size = pixel_values.shape[0]
-        video_embeddings = self.video_embeddings(pixel_values)
         if masked:
             video_bool_masked_pos = check_mask(
-                "video_bool_masked_pos", video_bool_masked_pos, batch_size, video_embeddings.shape[1]
+                "video_bool_masked_pos", video_bool_masked_pos, batch_size, self.config.video_config.num_tokens
             )
+        video_embeddings = self.visible_embeddings(self.video_embeddings, pixel_values, video_bool_masked_pos)
         video_layers = self.video_encoder(video_embeddings, video_bool_masked_pos, skip_unread=skip_unread, **kwargs)
 
         if not use_audio:
@@ -1210,16 +1254,16 @@ class AVFMAEModel(AVFMAEPreTrainedModel):
                 video_hidden_states=video_layers if output_hidden_states else None,
             )
 
-        audio_embeddings = self.audio_embeddings(audio_values)
-        if audio_embeddings.shape[0] != batch_size:
+        if audio_values.shape[0] != batch_size:
             raise ValueError(
                 f"pixel_values and audio_values must have the same batch size, got {batch_size} and "
-                f"{audio_embeddings.shape[0]}."
+                f"{audio_values.shape[0]}."
             )
         if masked:
             audio_bool_masked_pos = check_mask(
-                "audio_bool_masked_pos", audio_bool_masked_pos, batch_size, audio_embeddings.shape[1]
+                "audio_bool_masked_pos", audio_bool_masked_pos, batch_size, self.config.audio_config.num_tokens
             )
+        audio_embeddings = self.visible_embeddings(self.audio_embeddings, audio_values, audio_bool_masked_pos)
         audio_layers = self.audio_encoder(audio_embeddings, audio_bool_masked_pos, skip_unread=skip_unread, **kwargs)
 
         video_states, audio_states = video_layers[-1], audio_layers[-1]
@@ -1275,13 +1319,17 @@ class AVFMAEForPreTraining(AVFMAEPreTrainedModel):
         else:
             super()._init_weights(module)
 
-    def video_targets(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """Reconstruction targets of every video token, `(B, N, tubelet_size * patch_size**2 * num_channels)` (§7.3)."""
+    def video_targets(self, pixel_values: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
+        """Reconstruction targets of every video token, `(B, N, tubelet_size * patch_size**2 * num_channels)` (§7.3),
+        or with `keep` `(B, N)` of the kept tokens only, `(B, num_kept, ...)` in increasing index (every target
+        depends on its own tubelet only)."""
         video_config = self.config.video_config
         # 1. back to [0, 1] pixels
         pixels = pixel_values.float() * self.image_std + self.image_mean
         # 2. tubelets (B, N, tubelet * p * p, channels), each (token, channel) normalised on its own
         patches = patchify(pixels, video_config.tubelet_size, video_config.patch_size)
+        if keep is not None:
+            patches = select_tokens(patches, keep)
         if self.config.norm_pix_loss:
             patches = normalize_patches(patches)
         # 3. later frames of every tubelet become differences to its first frame
@@ -1292,11 +1340,14 @@ class AVFMAEForPreTraining(AVFMAEPreTrainedModel):
         # 4. channel fastest
         return patches.flatten(2)
 
-    def audio_targets(self, audio_values: torch.Tensor) -> torch.Tensor:
-        """Reconstruction targets of every audio token, `(B, N, patch_size**2)`, from the normalised fbank (§7.3)."""
+    def audio_targets(self, audio_values: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
+        """Reconstruction targets of every audio token, `(B, N, patch_size**2)`, from the normalised fbank (§7.3), or
+        with `keep` `(B, N)` of the kept tokens only."""
         audio_config = self.config.audio_config
         # a spectrogram (B, 1, time, mel) is a one-frame, one-channel video
         patches = patchify(audio_values.float().unsqueeze(1), 1, audio_config.patch_size)
+        if keep is not None:
+            patches = select_tokens(patches, keep)
         if self.config.norm_pix_loss:
             patches = normalize_patches(patches)
         return patches.flatten(2)
@@ -1391,11 +1442,15 @@ class AVFMAEForPreTraining(AVFMAEPreTrainedModel):
         video_skips = tuple(outputs.video_hidden_states[i] for i in video_config.intermediate_layer_indices)
         audio_skips = tuple(outputs.audio_hidden_states[i] for i in audio_config.intermediate_layer_indices)
 
+        # every attention's weights are computed when asked for (the encoder returns them), so nothing is skipped then
+        output_attentions = kwargs.get("output_attentions")
+        skip_unread = not (self.config.output_attentions if output_attentions is None else output_attentions)
         video_logits = self.video_decoder(
             outputs.video_last_hidden_state,
             video_skips,
             video_bool_masked_pos,
             video_decoder_bool_masked_pos,
+            skip_unread=skip_unread,
             **kwargs,
         )
         audio_logits = self.audio_decoder(
@@ -1403,12 +1458,13 @@ class AVFMAEForPreTraining(AVFMAEPreTrainedModel):
             audio_skips,
             audio_bool_masked_pos,
             audio_decoder_bool_masked_pos,
+            skip_unread=skip_unread,
             **kwargs,
         )
 
         with torch.no_grad():
-            video_targets = self.video_targets(pixel_values)[~video_decoder_bool_masked_pos].view(video_logits.shape)
-            audio_targets = self.audio_targets(audio_values)[~audio_decoder_bool_masked_pos].view(audio_logits.shape)
+            video_targets = self.video_targets(pixel_values, keep=~video_decoder_bool_masked_pos)
+            audio_targets = self.audio_targets(audio_values, keep=~audio_decoder_bool_masked_pos)
         video_loss = self.reconstruction_loss(
             video_logits, video_targets, video_bool_masked_pos, video_decoder_bool_masked_pos
         )

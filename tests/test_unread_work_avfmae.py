@@ -2,8 +2,11 @@
 changes anything that is returned.
 
 Skipped: the last encoder layer's local-to-region attention and the region tokens' MLP in pretraining (only local
-tokens are read), the last layer's MLP on the local tokens without masks (only region tokens are read), and the query
-side of the fusion's final cross-attention when it reads a single overall token (pretraining). Folded: the
+tokens are read), the last layer's MLP on the local tokens without masks (only region tokens are read), the query
+side of the fusion's final cross-attention when it reads a single overall token (pretraining), the queries and MLP of
+the visible tokens in each decoder's last layer (the head reads the decoded tokens only), and the patch embeddings
+and reconstruction targets of tokens nobody reads (pretraining embeds only the visible tokens and normalises only the
+decoded tokens' targets). Folded: the
 projections of the long side of a cross-attention between many and few tokens (local tokens and region tokens) are
 applied to the few tokens instead. The full computation runs when attention weights are requested or a forward hook
 watches a layer, which gives the reference here. The comparisons run in float64, where a different order of the
@@ -87,6 +90,7 @@ def test_pretraining_skips_unread_branches_without_changing_outputs_or_gradients
     watched = {f"{tower}.local_to_region": layer.local_to_region_attention for tower, layer in last_layers.items()}
     watched |= {f"{tower}.mlp": layer.mlp for tower, layer in last_layers.items()}
     watched["fusion.overall_attention"] = backbone.fusion.overall_attention
+    watched |= {f"{tower}_decoder.mlp": getattr(model, f"{tower}_decoder").layers[-1].mlp for tower in last_layers}
 
     counter = CallCounter(watched)
     skipped_outputs, skipped_gradients = run(model, inputs, None, full=False, seed=3)
@@ -101,6 +105,12 @@ def test_pretraining_skips_unread_branches_without_changing_outputs_or_gradients
     assert counter.calls["video.local_to_region"] == 1 and counter.calls["fusion.overall_attention"] == 2
     # the last layer's MLP saw only the local tokens: (B * R, K, C) instead of (B * R, 1 + K, C)
     assert skipped_shapes["video.mlp"][0][1] + 1 == counter.input_shapes["video.mlp"][-1][1]
+    # the last decoder layer's MLP saw only the decoded tokens the head reads, not the visible ones before them
+    for tower in last_layers:
+        num_decoded = skipped_outputs[f"{tower}_logits"].shape[1]
+        num_visible = int((~skipped_outputs[f"{tower}_bool_masked_pos"][0]).sum())
+        assert skipped_shapes[f"{tower}_decoder.mlp"] == [(2, num_decoded, config.video_config.decoder_hidden_size)]
+        assert counter.input_shapes[f"{tower}_decoder.mlp"][-1][1] == num_visible + num_decoded
 
     assert_same(skipped_outputs, full_outputs)
     assert skipped_gradients.keys() == full_gradients.keys()
@@ -270,3 +280,56 @@ def test_patch_embeddings_and_pointwise_convolutions_computed_as_matrix_products
     as_convolutions, convolution_gradients = step(watch=True)
     for actual, expected in zip(as_products + product_gradients, as_convolutions + convolution_gradients, strict=True):
         torch.testing.assert_close(actual, expected, **FLOAT64_TOLERANCE)
+
+
+def test_pretraining_embeds_only_the_visible_tokens_and_normalises_only_the_decoded_targets():
+    """The embeddings of the visible tokens alone, and the targets of the decoded tokens alone, are the rows the full
+    computations give there (values and gradients; also through the convolution a hook watches), and the model's
+    forward embeds no more tokens than are visible."""
+    config = tiny_config()
+    model, inputs = float64_model_and_inputs(AVFMAEForPreTraining, config)
+    backbone = model.avfmae
+    masks = model.masking(2, generator=torch.Generator().manual_seed(0))
+    for tower, values in (("video", inputs["pixel_values"]), ("audio", inputs["audio_values"])):
+        embeddings = getattr(backbone, f"{tower}_embeddings")
+        keep = ~getattr(masks, f"{tower}_bool_masked_pos")
+        weight = torch.linspace(-1, 1, int(keep[0].sum()) * embeddings.config.hidden_size, dtype=torch.float64)
+        results = []
+        for watch in (False, True):
+            handle = embeddings.projection.register_forward_hook(lambda *_: None) if watch else None
+            model.zero_grad(set_to_none=True)
+            full = embeddings(values)[keep].view(2, -1, embeddings.config.hidden_size)
+            kept = embeddings(values, keep=keep)
+            (kept * weight.view(1, *kept.shape[1:])).sum().backward()
+            gradients = [parameter.grad.clone() for parameter in embeddings.parameters()]
+            model.zero_grad(set_to_none=True)
+            (full * weight.view(1, *full.shape[1:])).sum().backward()
+            full_gradients = [parameter.grad.clone() for parameter in embeddings.parameters()]
+            for actual, expected in zip([kept, *gradients], [full, *full_gradients], strict=True):
+                torch.testing.assert_close(actual, expected, **FLOAT64_TOLERANCE)
+            results.append(kept.detach())
+            if handle is not None:
+                handle.remove()
+        torch.testing.assert_close(results[0], results[1], **FLOAT64_TOLERANCE)
+
+        targets = getattr(model, f"{tower}_targets")
+        decoded = ~getattr(masks, f"{tower}_decoder_bool_masked_pos")
+        full_targets = targets(values)
+        torch.testing.assert_close(
+            targets(values, keep=decoded), full_targets[decoded].view(2, -1, full_targets.shape[-1]), rtol=0, atol=0
+        )
+
+    # the forward projects the visible tubelets only: one product with the patch values as inputs
+    patch_values = backbone.video_embeddings.projection.weight[0].numel()
+    shapes = []
+    linear = torch.nn.functional.linear
+
+    def recording_linear(input, weight, bias=None):
+        shapes.append(tuple(input.shape))
+        return linear(input, weight, bias)
+
+    with torch.no_grad(), pytest.MonkeyPatch.context() as patch:
+        patch.setattr(torch.nn.functional, "linear", recording_linear)
+        model(**inputs, **vars(masks))
+    num_visible = int((~masks.video_bool_masked_pos[0]).sum())
+    assert [shape for shape in shapes if shape[-1] == patch_values] == [(2, num_visible, patch_values)]
