@@ -70,8 +70,10 @@ def write_pre_cropped(directory: str, count: int) -> list:
 
 
 def loader_clips_per_second(dataset, num_clips: int, batch_size: int, workers: int) -> float:
-    repeats = -(-num_clips // len(dataset))
+    # `num_clips` timed clips after a first, untimed batch
+    repeats = -(-(num_clips + batch_size) // len(dataset))
     dataset = torch.utils.data.ConcatDataset([dataset] * repeats)
+    dataset = torch.utils.data.Subset(dataset, range(num_clips + batch_size))
     loader = torch.utils.data.DataLoader(
         dataset,
         batch_size=batch_size,
