@@ -113,7 +113,9 @@ def main():
     print("| measurement | windows/s | videos/s |\n|---|---:|---:|")
     print(f"| model alone (forward on a processed batch) | {model_windows_per_s:.2f} | |")
     for workers, result in end_to_end.items():
-        where = "decoding in the model's process" if workers == 0 else f"{workers} decoding worker{'s' * (workers > 1)}"
+        where = (
+            "decoding in the model's process" if workers == 0 else f"{workers} decoding worker{'s' * (workers > 1)}"
+        )
         rates = f"{result['windows_per_s']:.2f} | {result['videos_per_s']:.2f}"
         print(f"| end to end (`predict_videos`: decode + face + fbank + model), {where} | {rates} |")
     print(f"processor share of end-to-end time without workers: {processing_share:.0%}")

@@ -58,7 +58,10 @@ def test_inference_benchmark_reports_the_model_alone_and_end_to_end_with_and_wit
     report = json.loads(report_path.read_text())
     assert positive(report["model_alone_windows_per_s"])
     assert sorted(report["end_to_end"]) == ["num_workers=0", "num_workers=1"]
-    assert all(positive(result["windows_per_s"]) and positive(result["videos_per_s"]) for result in report["end_to_end"].values())
+    assert all(
+        positive(result["windows_per_s"]) and positive(result["videos_per_s"])
+        for result in report["end_to_end"].values()
+    )
     assert 0 < report["processing_share_of_end_to_end"] < 1
 
 
