@@ -600,7 +600,7 @@ def add_extract_features_command(subparsers: argparse._SubParsersAction) -> None
 
 
 def run_preprocess(args: argparse.Namespace) -> int:
-    from .data_avfmae import dataset_entries, load_dataset_split
+    from .data_avfmae import DatasetArguments
     from .errors_avfmae import ListFileError
     from .labels_avfmae import dataset_id2label
     from .preprocessing_avfmae import PreprocessingFormatError, preprocess_corpus
@@ -614,8 +614,10 @@ def run_preprocess(args: argparse.Namespace) -> int:
         label2id = {name: index for index, name in (id2label or {}).items()} or None
         saved = [Path(args.input) / marker for marker in ("dataset_dict.json", "state.json")]
         if any(marker.is_file() for marker in saved):
-            split = load_dataset_split(args.input, args.split)
-            entries = dataset_entries(split, label2id=label2id, name=f"{args.input}[{args.split}]")
+            # relative media paths are taken relative to the dataset's folder, as the training scripts take them
+            entries = DatasetArguments(dataset_name=args.input).read_entries(
+                args.split, label2id=label2id, check_paths=False
+            )
         else:
             entries = read_list_file(args.input, label2id=label2id)
         processor = AVFMAEProcessor.from_pretrained(args.model) if args.model else AVFMAEProcessor()

@@ -227,6 +227,24 @@ def test_cli_reads_a_saved_dataset(corpus, tmp_path, capsys):
     assert [row["label"] for row in _rows(output)] == [0, 1]
 
 
+def test_cli_takes_a_saved_datasets_relative_paths_relative_to_its_folder(corpus, tmp_path, capsys, monkeypatch):
+    saved = tmp_path / "saved"
+    rows = [{"video": f"media/{name}", "label": label} for name, label in (("face_a.mp4", 0), ("no_face.mp4", 1))]
+    datasets.DatasetDict({"train": datasets.Dataset.from_list(rows)}).save_to_disk(str(saved))
+    (saved / "media").mkdir()
+    for name in ("face_a.mp4", "no_face.mp4"):
+        shutil.copy(corpus.parent / name, saved / "media" / name)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # nothing named media/ here: the paths must be read under the dataset's folder
+    output = tmp_path / "relative"
+    assert main(["preprocess", str(saved), "--output-dir", str(output)]) == 0
+    assert "preprocessed 2 of 2 clips" in capsys.readouterr().out
+    assert [os.path.realpath(row["source"]) for row in _rows(output)] == [
+        os.path.realpath(saved / "media" / name) for name in ("face_a.mp4", "no_face.mp4")
+    ]
+
+
 def test_tables_of_another_shard_count_are_an_error(preprocessed, corpus, processor, tmp_path):
     source, _ = preprocessed
     output = tmp_path / "mixed"
