@@ -588,7 +588,8 @@ def add_extract_features_command(subparsers: argparse._SubParsersAction) -> None
         "'window_features' one row per window, with 'window_video' (the row of its video in 'features'), "
         "'window_start' and 'window_end' (seconds); metadata 'videos' lists the videos in row order. A feature is "
         "the concatenated means of the fused video and audio tokens (AVFMAEModel's pooler_output). Works with "
-        "pretraining and classification folders alike.",
+        "pretraining and classification folders alike; a pretraining folder has no learned layer weights, so the "
+        "fusion starts from the encoder layers averaged with equal weights (where fine-tuning starts).",
         epilog="exit status: 0 when every video was processed, 1 when any failed (the others are still written), "
         "2 for invalid options.",
     )

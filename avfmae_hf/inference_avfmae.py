@@ -135,7 +135,8 @@ def load_backbone(
     dtype: torch.dtype | None = None,
 ) -> tuple[AVFMAEModel, AVFMAEProcessor]:
     """The encoders and fusion module of any converted or saved folder (pretraining or classification), with its
-    processor."""
+    processor. A pretraining folder has no learned layer weights (pretraining does not use them): they are set to
+    equal weights, `1 / num_layers` each, the start of fine-tuning, so its features average the encoder layers."""
     config = load_model_config(model_name_or_path)
     model = AVFMAEModel.from_pretrained(model_name_or_path, config=config)
     return _place(model, device, dtype), load_processor(model_name_or_path, config)

@@ -165,6 +165,24 @@ def test_features_per_window_are_the_backbone_pooler_output(tiny_folder, process
     assert pooled.shape == (2, 64)
 
 
+def test_a_pretraining_folder_gives_features_with_equal_layer_weights(pretraining_folder):
+    """A pretraining folder has no learned layer weights: the backbone averages the encoder layers equally (the
+    weights fine-tuning starts from), every time it is loaded, rather than from a random draw."""
+    first, _ = load_backbone(pretraining_folder)
+    second, _ = load_backbone(pretraining_folder)
+    for weights in (first.video_layer_weights, first.audio_layer_weights):
+        assert torch.equal(weights, torch.full_like(weights, 1.0 / weights.numel()))
+    config = first.config
+    inputs = {
+        "pixel_values": torch.randn(
+            1, config.video_config.num_frames, 3, config.video_config.image_size, config.video_config.image_size
+        ),
+        "audio_values": torch.randn(1, 1, config.audio_config.max_length, config.audio_config.num_mel_bins),
+    }
+    with torch.no_grad():
+        torch.testing.assert_close(first(**inputs).pooler_output, second(**inputs).pooler_output, rtol=0, atol=0)
+
+
 def test_model_folders_that_cannot_predict_are_refused_clearly(pretraining_folder, tmp_path):
     with pytest.raises(ModelFolderError, match="AVFMAEForPreTraining without a trained classification head"):
         load_classifier(pretraining_folder)
