@@ -19,6 +19,7 @@ from transformers import PretrainedConfig, TrainerCallback
 from transformers.utils import logging
 
 from .errors_avfmae import AVFMAEInputError, BadClipsError, ListFileError, ResumeError
+from .video_processing_avfmae import outputs_to_collate
 
 
 logger = logging.get_logger(__name__)
@@ -512,6 +513,10 @@ def processed_dataset(
     has_labels = label_column is not None and label_column in dataset.column_names
 
     def transform(batch: dict) -> dict:
+        with outputs_to_collate():
+            return process_rows(batch)
+
+    def process_rows(batch: dict) -> dict:
         outputs = {
             "pixel_values": [],
             **({"audio_values": []} if use_audio else {}),

@@ -35,7 +35,7 @@ from .labels_avfmae import parse_id2label, resolve_labels
 from .modeling_avfmae import AVFMAEPreTrainedModel
 from .preprocessing_avfmae import is_preprocessed_folder, read_preprocessed_folder
 from .processing_avfmae import AVFMAEProcessor
-from .video_processing_avfmae import SAMPLING_MODES
+from .video_processing_avfmae import SAMPLING_MODES, outputs_to_collate
 
 
 logger = logging.get_logger(__name__)
@@ -522,6 +522,10 @@ class AVFMAEVideoDataset(torch.utils.data.Dataset):
         return {"pixel_values": outputs["pixel_values"][0], "audio_values": outputs["audio_values"][0]}
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        with outputs_to_collate():
+            return self._item(index)
+
+    def _item(self, index: int) -> dict[str, torch.Tensor]:
         entry = self.entries[index]
         generator = self.random_state(index)
         if self.sampling_mode == "test":

@@ -29,6 +29,10 @@ Frame folders and frame arrays carry no frame rate: their window times are compu
 the official datasets' rate).
 """
 
+import contextlib
+import contextvars
+import ctypes
+import functools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -718,16 +722,59 @@ def clip_outputs(pixel_values: torch.Tensor, clips: list[ProcessedClip], sliding
     return data
 
 
+# Whether `new_output_tensor` allocates in shared memory inside a `DataLoader` worker; see `outputs_to_collate`.
+_SHARED_OUTPUTS_IN_WORKERS = contextvars.ContextVar("avfmae_shared_outputs_in_workers", default=True)
+
+
 def new_output_tensor(*shape: int) -> torch.Tensor:
     """An uninitialised float32 tensor. Inside a torch `DataLoader` worker it is allocated in shared memory, as
-    torch's own `default_collate` does for its batches, so that handing it to the main process copies nothing."""
-    if torch.utils.data.get_worker_info() is not None:
+    torch's own `default_collate` does for its batches, so that handing it to the main process copies nothing
+    (except within [`outputs_to_collate`])."""
+    if _SHARED_OUTPUTS_IN_WORKERS.get() and torch.utils.data.get_worker_info() is not None:
         try:
             storage = torch.UntypedStorage._new_shared(math.prod(shape) * 4)
             return torch.empty(0, dtype=torch.float32).set_(storage, 0, shape)
         except (AttributeError, RuntimeError, TypeError):  # a torch without this allocator: a plain tensor
             pass
     return torch.empty(shape)
+
+
+@contextlib.contextmanager
+def outputs_to_collate():
+    """Processor outputs made in this block are dataset items that a collator stacks into a batch: they stay in the
+    worker's ordinary memory. The batch is what travels to the main process (the collator puts it in shared memory);
+    an item in shared memory as well would be a fresh mapping whose every page faults in, only to be copied (8 ms for
+    a base-size clip on the 2-core machine of `benchmarks/README.md`, a third of reading the clip). Inside a `DataLoader` worker, the first
+    call also lets the C allocator keep freed memory for the next items (see `reuse_freed_memory`)."""
+    if torch.utils.data.get_worker_info() is not None:
+        reuse_freed_memory()
+    token = _SHARED_OUTPUTS_IN_WORKERS.set(False)
+    try:
+        yield
+    finally:
+        _SHARED_OUTPUTS_IN_WORKERS.reset(token)
+
+
+# glibc `mallopt` parameters (malloc.h)
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+# Blocks up to this size come from the reusable heap; up to twice it stays there once freed.
+_REUSED_BLOCK_BYTES = 64 * 2**20
+
+
+@functools.cache
+def reuse_freed_memory() -> bool:
+    """Make glibc's malloc serve blocks up to 64 MiB from its heap and keep up to 128 MiB of freed memory, once per
+    process. Each item a data-loading worker makes allocates the same few-MB buffers; by default glibc maps such
+    blocks fresh from the system and unmaps them when freed, so every item pays a page fault per 4 KiB page again.
+    Returns whether the setting applied (`False` where the C library is not glibc)."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        return bool(
+            libc.mallopt(_M_MMAP_THRESHOLD, _REUSED_BLOCK_BYTES)
+            and libc.mallopt(_M_TRIM_THRESHOLD, 2 * _REUSED_BLOCK_BYTES)
+        )
+    except (OSError, AttributeError):
+        return False
 
 
 def batch_feature(data: dict, return_tensors: str | TensorType | None) -> BatchFeature:
@@ -774,6 +821,8 @@ __all__ = [
     "default_window_hop",
     "frame_rate_of",
     "new_output_tensor",
+    "outputs_to_collate",
+    "reuse_freed_memory",
     "sample_frame_indices",
     "sliding_window_samplings",
     "split_videos",

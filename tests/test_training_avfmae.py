@@ -202,6 +202,52 @@ def test_collator_stacks_into_shared_memory_inside_a_worker():
     assert not any(sharing.values())
 
 
+class _SharingOfItems(torch.utils.data.Dataset):
+    """Reports, from inside a worker, whether a dataset item and a plain processor call are in shared memory and
+    whether the allocator setting for items applied."""
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def __getitem__(self, index):
+        from avfmae_hf.video_processing_avfmae import reuse_freed_memory
+
+        cache_before = reuse_freed_memory.cache_info().currsize
+        item = self.dataset[index]
+        applied = reuse_freed_memory.cache_info().currsize == 1 and reuse_freed_memory()
+        direct = self.dataset.processor(videos=self.dataset.entries[index].video, return_tensors="pt")
+        return {
+            "item_shared": torch.tensor([item[name].is_shared() for name in ("pixel_values", "audio_values")]),
+            "direct_shared": torch.tensor(direct["pixel_values"].is_shared() and direct["audio_values"].is_shared()),
+            "allocator": torch.tensor([cache_before == 0, applied]),
+            "pixel_values": item["pixel_values"],
+        }
+
+
+def test_dataset_items_stay_in_worker_memory_and_the_batch_goes_to_shared_memory(
+    tiny_processor, processor_cropped_clip
+):
+    """A dataset item is copied into the collated batch (in shared memory), so in a worker it is made in ordinary,
+    reusable memory (a shared-memory item would fault in every page only to be copied); a processor called directly
+    in a worker still returns shared-memory outputs. The item's values are those made outside a worker."""
+    dataset = AVFMAEVideoDataset([ListEntry(processor_cropped_clip, None, 0)] * 2, tiny_processor)
+    loader = torch.utils.data.DataLoader(_SharingOfItems(dataset), batch_size=None, num_workers=1, timeout=120)
+    reports = list(loader)
+    assert [report["item_shared"].tolist() for report in reports] == [[False, False]] * 2
+    assert all(bool(report["direct_shared"]) for report in reports)
+    first, second = (report["allocator"].tolist() for report in reports)
+    # applied once per worker process, on glibc (the Linux test machines)
+    assert first == [True, True] and second == [False, True]
+    torch.testing.assert_close(reports[0]["pixel_values"], dataset[0]["pixel_values"], rtol=0, atol=0)
+    batch = next(
+        iter(torch.utils.data.DataLoader(dataset, batch_size=2, num_workers=1, collate_fn=_collate_and_report_sharing))
+    )
+    assert batch[1] == {"pixel_values": True, "audio_values": True, "labels": True}
+
+
 # --------------------------------------------------------------------------------------------------------------------
 # Optimizer groups (architecture.md §10.2)
 # --------------------------------------------------------------------------------------------------------------------
