@@ -97,6 +97,10 @@ def test_clips_are_model_sized_crops_with_16khz_mono_audio(preprocessed):
             audio = container.streams.audio[0]
             assert (audio.codec_context.name, audio.rate, audio.channels) == ("flac", 16000, 1)
             frames = sum(1 for _ in container.decode(video=0))
+        with av.open(str(output / row["video"])) as container:
+            # FLAC frames of 4608 samples (the reader pays per frame): every one but the last is full
+            sizes = [frame.samples for frame in container.decode(audio=0)]
+        assert len(sizes) > 1 and set(sizes[:-1]) == {4608} and 0 < sizes[-1] <= 4608
         assert frames == NUM_FRAMES
         assert (output / row["video"]).stat().st_size < 0.3e6 * NUM_FRAMES / (3 * FPS)
 
