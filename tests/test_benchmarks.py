@@ -84,3 +84,26 @@ def test_preprocessed_corpus_benchmark_reports_storage_within_the_target_and_eve
         "base_train_step_clips_per_second",
     ):
         assert positive(report[rate]), rate
+
+
+@pytest.mark.slow
+def test_processor_benchmark_reports_every_scenario_its_time_shares_and_the_detector(tmp_path):
+    report_path = tmp_path / "processor.json"
+    run_benchmark(
+        "benchmark_processor.py",
+        *("--scenarios", "ac", "--backends", "pyav", "--clips", "4", "--single-clips", "2", "--batch-size", "2"),
+        *("--workers", "1", "--num-lfw", "1", "--json", str(report_path)),
+    )
+    report = json.loads(report_path.read_text())
+    assert sorted(report["scenarios"]) == ["a-pyav", "c-pyav"]
+    for scenario in report["scenarios"].values():
+        assert positive(scenario["clips_per_s_1_process"]) and positive(scenario["clips_per_s_data_loader"])
+        shares = scenario["time_shares_1_process"]
+        assert set(shares) == {"decode", "face", "fbank", "transforms", "other"}
+        assert all(0 <= share <= 1 for share in shares.values())
+        assert sum(shares.values()) == pytest.approx(1.0, abs=0.02) and shares["face"] == 0  # no face crop in a, c
+    detector = report["detector"]
+    assert positive(detector["ms_per_frame_median"])
+    # 2 real faces and 1 LFW face, each at 6 sizes and 5 tilts
+    assert detector["real_faces_found"][1] == 60 and detector["lfw_upscaled_found"][1] == 30
+    assert 0 <= detector["real_faces_found"][0] <= 60 and detector["false_positives"][1] > 0
