@@ -12,7 +12,7 @@ import torchaudio
 from safetensors.numpy import load_file
 
 from avfmae_hf import AudioTooShortError, AVFMAEConfig, AVFMAEFeatureExtractor, UnusableAudioError
-from avfmae_hf.feature_extraction_avfmae import draw_audio_gain
+from avfmae_hf.feature_extraction_avfmae import draw_audio_gain, kaldi_fbank
 from tests.transformers_suite import import_common
 
 
@@ -43,6 +43,37 @@ def kaldi_reference(waveform: torch.Tensor) -> torch.Tensor:
         dither=0.0,
         frame_shift=10,
     )
+
+
+@pytest.mark.parametrize(
+    "sampling_rate, num_mel_bins, frame_length, frame_shift",
+    [(16000, 128, 25.0, 10.0), (16000, 64, 25.0, 10.0), (8000, 40, 30.0, 12.5), (22050, 80, 20.0, 5.0)],
+)
+def test_kaldi_fbank_is_torchaudios_fbank_bit_for_bit(sampling_rate, num_mel_bins, frame_length, frame_shift):
+    """The cached-table fbank gives exactly torchaudio's values, for settings other than the official one too, for
+    waveforms of one window, of a few frames and of whole clips, loud and quiet (the log floor), in a slice with a
+    storage offset (as `compute_fbank` passes it)."""
+    generator = torch.Generator().manual_seed(sampling_rate + num_mel_bins)
+    window_size = int(sampling_rate * frame_length * 0.001)
+    for num_samples in (window_size, window_size + 37, 3 * sampling_rate + 11):
+        for scale in (1.0, 1e-3, 0.0):
+            waveform = torch.randn(num_samples + 5, generator=generator)[5:] * scale
+            expected = torchaudio.compliance.kaldi.fbank(
+                waveform[None],
+                htk_compat=True,
+                sample_frequency=sampling_rate,
+                use_energy=False,
+                window_type="hanning",
+                num_mel_bins=num_mel_bins,
+                dither=0.0,
+                frame_length=frame_length,
+                frame_shift=frame_shift,
+            )
+            actual = kaldi_fbank(waveform, sampling_rate, num_mel_bins, frame_length, frame_shift)
+            assert actual.dtype == torch.float32 and actual.shape == expected.shape
+            assert torch.equal(actual, expected), (num_samples, scale)
+    with pytest.raises(ValueError, match="at least one"):
+        kaldi_fbank(torch.zeros(window_size - 1), sampling_rate, num_mel_bins, frame_length, frame_shift)
 
 
 @pytest.mark.parametrize("duration", ["2s", "3s"])
