@@ -61,6 +61,11 @@ def _fbank_tables(window_size: int, padded_size: int, num_mel_bins: int, samplin
     return window, banks
 
 
+def fbank_frame_samples(sampling_rate: int, frame_length: float, frame_shift: float) -> tuple[int, int]:
+    """Samples per fbank window and per hop, as Kaldi rounds them (down)."""
+    return int(sampling_rate * frame_length * 0.001), int(sampling_rate * frame_shift * 0.001)
+
+
 def kaldi_fbank(
     waveform: torch.Tensor, sampling_rate: int, num_mel_bins: int, frame_length: float, frame_shift: float
 ) -> torch.Tensor:
@@ -70,8 +75,7 @@ def kaldi_fbank(
     frame energies that the official settings leave unused. Per frame: remove its mean, pre-emphasis
     `x[j] - 0.97 x[j - 1]` (the first sample against itself), Hanning window, zero-padding to a power of two, power
     spectrum, mel filters, log (floored at float32's epsilon). Frames that would pass the end are not made."""
-    window_size = int(sampling_rate * frame_length * 0.001)
-    shift = int(sampling_rate * frame_shift * 0.001)
+    window_size, shift = fbank_frame_samples(sampling_rate, frame_length, frame_shift)
     padded_size = 1 << (window_size - 1).bit_length()
     if waveform.ndim != 1 or waveform.shape[0] < window_size:
         raise ValueError(
@@ -101,8 +105,8 @@ class AVFMAEFeatureExtractor(SequenceFeatureExtractor):
     r"""
     Turns waveforms into the audio input of AVF-MAE++, exactly as the official dataset code does (architecture.md
     §11.3): downmix to mono, resample to 16 kHz (`torchaudio.functional.resample`), subtract the mean, the values of
-    `torchaudio.compliance.kaldi.fbank` ([`kaldi_fbank`]; HTK-compatible, Hanning window, 25 ms frames every 10 ms, 128 mel bins, no
-    dither, no energy), zero-pad at the end or cut to `max_length` frames, then normalise with the AudioSet
+    `torchaudio.compliance.kaldi.fbank` ([`kaldi_fbank`]; HTK-compatible, Hanning window, 25 ms frames every 10 ms,
+    128 mel bins, no dither, no energy), zero-pad at the end or cut to `max_length` frames, then normalise with the AudioSet
     statistics as `(fbank - mean) / (2 * std)`. Padding happens before the normalisation, as in the official code,
     so padded rows hold `(0 - mean) / (2 * std)` (about 0.467), not 0.
 
@@ -233,8 +237,7 @@ class AVFMAEFeatureExtractor(SequenceFeatureExtractor):
             waveform = waveform * audio_gain
         # Each fbank frame depends only on its own samples, and frames past `max_length` are cut anyway: cut the
         # waveform to the samples of the first `max_length` frames (after removing the mean of the whole slice).
-        window = int(self.sampling_rate * self.frame_length * 0.001)
-        shift = int(self.sampling_rate * self.frame_shift * 0.001)
+        window, shift = fbank_frame_samples(self.sampling_rate, self.frame_length, self.frame_shift)
         waveform = waveform[: (self.max_length - 1) * shift + window]
         fbank = kaldi_fbank(waveform, self.sampling_rate, self.num_mel_bins, self.frame_length, self.frame_shift)
         num_frames = fbank.shape[0]

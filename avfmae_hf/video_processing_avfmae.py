@@ -744,8 +744,9 @@ def outputs_to_collate():
     """Processor outputs made in this block are dataset items that a collator stacks into a batch: they stay in the
     worker's ordinary memory. The batch is what travels to the main process (the collator puts it in shared memory);
     an item in shared memory as well would be a fresh mapping whose every page faults in, only to be copied (8 ms for
-    a base-size clip on the 2-core machine of `benchmarks/README.md`, a third of reading the clip). Inside a `DataLoader` worker, the first
-    call also lets the C allocator keep freed memory for the next items (see `reuse_freed_memory`)."""
+    a base-size clip on the 2-core machine of `benchmarks/README.md`, a third of reading the clip). Inside a
+    `DataLoader` worker, the first call also lets the C allocator keep freed memory for the next items (see
+    `reuse_freed_memory`)."""
     if torch.utils.data.get_worker_info() is not None:
         reuse_freed_memory()
     token = _SHARED_OUTPUTS_IN_WORKERS.set(False)
