@@ -16,10 +16,12 @@ ROOT = Path(__file__).resolve().parents[1]
 BASE_FORWARD_B1_GFLOP = 83.6
 
 
-def run_benchmark(script: str, *arguments: str, timeout: int = 600) -> None:
+def benchmark_report(script: str, tmp_path: Path, *arguments: str, timeout: int = 600) -> dict:
+    """Runs `benchmarks/<script>` with `arguments` and returns the report it writes with `--json`."""
+    report_path = tmp_path / f"{Path(script).stem}.json"
     environment = {**os.environ, "PYTHONPATH": str(ROOT)}
     completed = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / script), *arguments],
+        [sys.executable, str(ROOT / "benchmarks" / script), *arguments, "--json", str(report_path)],
         cwd=ROOT,
         env=environment,
         capture_output=True,
@@ -27,6 +29,7 @@ def run_benchmark(script: str, *arguments: str, timeout: int = 600) -> None:
         timeout=timeout,
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
+    return json.loads(report_path.read_text())
 
 
 def positive(value) -> bool:
@@ -35,12 +38,11 @@ def positive(value) -> bool:
 
 @pytest.mark.slow
 def test_model_benchmark_counts_the_model_flops_and_reports_every_step(tmp_path):
-    report_path = tmp_path / "model.json"
-    run_benchmark(
+    report = benchmark_report(
         "benchmark_model.py",
-        *("--cases", "classification_forward_b1", "--warmup", "0", "--steps", "2", "--json", str(report_path)),
+        tmp_path,
+        *("--cases", "classification_forward_b1", "--warmup", "0", "--steps", "2"),
     )
-    report = json.loads(report_path.read_text())
     assert positive(report["matmul_peak"]["float32"]["gflops"])
     (result,) = report["results"]["classification_forward_b1/float32"].values()
     assert len(result["times"]) == 2 and all(positive(time) for time in result["times"])
@@ -50,12 +52,11 @@ def test_model_benchmark_counts_the_model_flops_and_reports_every_step(tmp_path)
 
 @pytest.mark.slow
 def test_inference_benchmark_reports_the_model_alone_and_end_to_end_with_and_without_workers(tmp_path):
-    report_path = tmp_path / "inference.json"
-    run_benchmark(
+    report = benchmark_report(
         "benchmark_inference.py",
-        *("--clips", "2", "--batch-size", "2", "--repeats", "1", "--num-workers", "1", "--json", str(report_path)),
+        tmp_path,
+        *("--clips", "2", "--batch-size", "2", "--repeats", "1", "--num-workers", "1"),
     )
-    report = json.loads(report_path.read_text())
     assert positive(report["model_alone_windows_per_s"])
     assert sorted(report["end_to_end"]) == ["num_workers=0", "num_workers=1"]
     assert all(
@@ -67,13 +68,12 @@ def test_inference_benchmark_reports_the_model_alone_and_end_to_end_with_and_wit
 
 @pytest.mark.slow
 def test_preprocessed_corpus_benchmark_reports_storage_within_the_target_and_every_rate(tmp_path):
-    report_path = tmp_path / "preprocessed.json"
-    run_benchmark(
+    report = benchmark_report(
         "benchmark_preprocessed.py",
+        tmp_path,
         *("--sources", "1", "--clips", "2", "--workers", "1", "--batch-size", "2", "--steps", "1"),
-        *("--device", "cpu", "--json", str(report_path)),
+        *("--device", "cpu"),
     )
-    report = json.loads(report_path.read_text())
     # the storage target of a preprocessed 3 s clip (benchmarks/README.md): at most 0.3 MB
     assert 0 < report["mb_per_3s_clip"] <= 0.3
     for rate in (
@@ -88,13 +88,12 @@ def test_preprocessed_corpus_benchmark_reports_storage_within_the_target_and_eve
 
 @pytest.mark.slow
 def test_processor_benchmark_reports_every_scenario_its_time_shares_and_the_detector(tmp_path):
-    report_path = tmp_path / "processor.json"
-    run_benchmark(
+    report = benchmark_report(
         "benchmark_processor.py",
+        tmp_path,
         *("--scenarios", "ac", "--backends", "pyav", "--clips", "4", "--single-clips", "2", "--batch-size", "2"),
-        *("--workers", "1", "--num-lfw", "1", "--json", str(report_path)),
+        *("--workers", "1", "--num-lfw", "1"),
     )
-    report = json.loads(report_path.read_text())
     assert sorted(report["scenarios"]) == ["a-pyav", "c-pyav"]
     for scenario in report["scenarios"].values():
         assert positive(scenario["clips_per_s_1_process"]) and positive(scenario["clips_per_s_data_loader"])
