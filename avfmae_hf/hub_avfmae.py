@@ -112,6 +112,13 @@ def _carries_pipeline(model: AVFMAEPreTrainedModel, processor: Any) -> bool:
     return isinstance(model, AVFMAEForVideoClassification) and isinstance(processor, AVFMAEProcessor)
 
 
+def write_pipeline_code(model: AVFMAEPreTrainedModel, processor: Any, folder: str | os.PathLike) -> None:
+    """Copies the pipeline's code file into a folder saved within [`carrying_remote_code`] when its config declares
+    the pipeline (a classifier saved with its processor), so that `custom_pipelines` names a file the folder has."""
+    if _carries_pipeline(model, processor):
+        shutil.copy(sys.modules[AVFMAEAudioVideoClassificationPipeline.__module__].__file__, folder)
+
+
 @contextmanager
 def carrying_remote_code(model: AVFMAEPreTrainedModel, processor: Any = None) -> Iterator[None]:
     """Within the block, `model.save_pretrained` also writes the code files and the complete `auto_map`, and so does
@@ -400,8 +407,7 @@ def write_checkpoint_files(
         model.save_pretrained(folder, max_shard_size=max_shard_size)
         if processor is not None:
             processor.save_pretrained(folder)
-        if _carries_pipeline(model, processor):
-            shutil.copy(sys.modules[AVFMAEAudioVideoClassificationPipeline.__module__].__file__, folder)
+        write_pipeline_code(model, processor, folder)
     (model_card or build_model_card(model, with_processor=processor is not None)).save(folder / "README.md")
     return sorted(str(path.relative_to(folder)) for path in folder.rglob("*") if path.is_file())
 
@@ -519,6 +525,7 @@ __all__ = [
     "push_to_hub",
     "remote_code_auto_map",
     "remote_code_custom_pipelines",
+    "write_pipeline_code",
     "remote_code_files",
     "staged_directory",
     "upload_folder_to_hub",

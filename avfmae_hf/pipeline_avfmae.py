@@ -78,6 +78,13 @@ class AVFMAEAudioVideoClassificationPipeline(Pipeline):
         batch_size=None,
         **kwargs,
     ):
+        if kwargs:
+            # the base class passes on whatever it does not use itself; a misspelt option must not be ignored
+            known = "top_k, audio, sampling_rate, window_hop, missing_audio, batch_size, num_workers"
+            raise TypeError(
+                f"{type(self).__name__} got unexpected arguments {', '.join(map(repr, sorted(kwargs)))}; it takes "
+                f"{known}."
+            )
         preprocess = {}
         for name, value in [
             ("audio", audio),

@@ -29,7 +29,7 @@ from .augmentation_avfmae import MixupCutmix, soft_target_cross_entropy
 from .configuration_avfmae import AVFMAEConfig
 from .data_avfmae import BAD_CLIPS_KEY, BadClipCallback, BadClipLog
 from .errors_avfmae import ListFileError
-from .hub_avfmae import build_model_card, carrying_remote_code
+from .hub_avfmae import build_model_card, carrying_remote_code, write_pipeline_code
 from .inference_avfmae import load_processor
 from .labels_avfmae import parse_id2label, resolve_labels
 from .modeling_avfmae import AVFMAEPreTrainedModel
@@ -907,6 +907,7 @@ class AVFMAETrainer(Trainer):
         with carrying_remote_code(model, processor):
             super()._save(output_dir, state_dict=state_dict)
         if self.args.should_save:
+            write_pipeline_code(model, processor, output_dir)
             card = build_model_card(model, with_processor=processor is not None, **self.model_card_kwargs)
             card.save(os.path.join(output_dir, "README.md"))
 
@@ -1090,6 +1091,7 @@ def save_hub_ready(
         model.save_pretrained(folder, state_dict=state_dict, is_main_process=is_main_process)
         if is_main_process and processor is not None:
             processor.save_pretrained(folder)
+            write_pipeline_code(model, processor, folder)
     if is_main_process:
         card = build_model_card(model, with_processor=processor is not None, **card_kwargs)
         card.save(os.path.join(folder, "README.md"))

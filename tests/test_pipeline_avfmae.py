@@ -86,6 +86,9 @@ def test_bytes_and_frames_with_audio(classifier):
 def test_bad_top_k_and_bad_videos_are_clear_errors(classifier, tmp_path):
     with pytest.raises(ValueError, match="top_k must be a positive integer, got 0"):
         classifier(str(sample_video_path()), top_k=0)
+    # a misspelt or unsupported option is refused, not ignored
+    with pytest.raises(TypeError, match=r"unexpected arguments 'sampling_mode', 'windw_hop'.*window_hop"):
+        classifier(str(sample_video_path()), windw_hop=8, sampling_mode="center")
     with pytest.raises(ValueError, match=r"missing\.mp4.*no such file"):
         classifier(str(tmp_path / "missing.mp4"))
 

@@ -475,6 +475,8 @@ for folder, auto_model in folders:
         "processor": type(processor).__name__,
         "parameter_sum": float(sum(parameter.double().sum() for parameter in model.parameters())),
     }
+    if auto_model == "AutoModelForVideoClassification":  # a classifier declares its pipeline and carries its code
+        result[folder]["pipeline"] = type(transformers.pipeline(model=folder, trust_remote_code=True)).__name__
 result["package_in_modules"] = sorted(name for name in sys.modules if name.split(".")[0] == "avfmae_hf")
 with open(result_path, "w") as handle:
     json.dump(result, handle)
@@ -502,6 +504,9 @@ def assert_hub_ready(folder: Path) -> None:
     }
     assert (folder / "processor_config.json").is_file()
     assert "trust_remote_code=True" in (folder / "README.md").read_text()
+    # every declared pipeline's code is in the folder (a classifier declares one)
+    for pipeline in json.loads((folder / "config.json").read_text()).get("custom_pipelines", {}).values():
+        assert (folder / f"{pipeline['impl'].split('.')[0]}.py").is_file(), pipeline
 
 
 @pytest.mark.slow
@@ -562,11 +567,11 @@ def test_finetuning_checkpoints_and_upload_are_hub_ready(tmp_path, tiny_pretrain
         assert_hub_ready(folder)
     (commit,) = fake_hub.commits
     assert_hub_ready_commit(commit, "someone/tiny-finetuned")
-    result = load_without_the_package(tmp_path, [(output_dir / "checkpoint-1", "AutoModelForVideoClassification")])
-    assert result[os.fspath(output_dir / "checkpoint-1")]["model"] == [
-        "AVFMAEForVideoClassification",
-        "transformers_modules",
-    ]
+    folders = [output_dir / "checkpoint-1", output_dir]
+    result = load_without_the_package(tmp_path, [(folder, "AutoModelForVideoClassification") for folder in folders])
+    for folder in folders:
+        assert result[os.fspath(folder)]["model"] == ["AVFMAEForVideoClassification", "transformers_modules"]
+        assert result[os.fspath(folder)]["pipeline"] == "AVFMAEAudioVideoClassificationPipeline"
 
 
 @pytest.mark.slow
