@@ -258,6 +258,30 @@ class FingerprintCallback(TrainerCallback):
         return control
 
 
+def check_launch(num_processes: int, distributed_type: object, use_cpu: bool = False) -> None:
+    """Checks that the run is what the launcher set up: raise when it started more processes (`WORLD_SIZE`) than
+    the run joined (without accelerators and without `--use_cpu`, each process of a `torchrun` or `accelerate
+    launch` run would train alone on all the data and write the same output folder); warn when an FSDP or DeepSpeed
+    config was launched but the run is plain data parallel (accelerate drops them on CPUs)."""
+    launched = int(os.environ.get("WORLD_SIZE", "1") or 1)
+    if launched > num_processes:
+        hint = "" if use_cpu else " On a machine without GPUs, pass --use_cpu to run them as one distributed run."
+        raise RuntimeError(
+            f"The launcher started {launched} processes (WORLD_SIZE={launched}) but this run joined "
+            f"{num_processes}; every process would train alone on all the data.{hint}"
+        )
+    running = str(getattr(distributed_type, "value", distributed_type))
+    for engine in ("FSDP", "DEEPSPEED"):
+        if os.environ.get(f"ACCELERATE_USE_{engine}", "").lower() in ("1", "true") and running != engine:
+            logger.warning(f"The launch config asks for {engine}, but the run is {running}: {engine} is not used.")
+
+
+def steps_from_ratio(steps: float, max_steps: int) -> int:
+    """A `--logging_steps` / `--eval_steps` / `--save_steps` value: below 1 it is a share of the run's steps
+    (as the Trainer reads it), rounded up; otherwise a number of steps."""
+    return max(math.ceil(steps * max_steps), 1) if steps < 1 else int(steps)
+
+
 def check_not_finished(completed_steps: int, max_steps: int, checkpoint: str | os.PathLike, allowed: bool) -> bool:
     """Whether a resumed run has steps left. When the checkpoint has reached `max_steps`, raise
     [`~errors_avfmae.ResumeError`] unless `allowed` (then only warn and return `False`)."""
@@ -556,6 +580,7 @@ __all__ = [
     "FINGERPRINT_FILE",
     "FingerprintCallback",
     "check_fingerprint",
+    "check_launch",
     "check_not_finished",
     "dataset_entries",
     "dataset_media_root",
@@ -563,4 +588,5 @@ __all__ = [
     "processed_dataset",
     "run_fingerprint",
     "save_fingerprint",
+    "steps_from_ratio",
 ]

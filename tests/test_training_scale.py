@@ -22,10 +22,12 @@ from avfmae_hf.data_avfmae import (
     BadClipLog,
     BadClipSkippingDataset,
     check_fingerprint,
+    check_launch,
     dataset_entries,
     processed_dataset,
     run_fingerprint,
     save_fingerprint,
+    steps_from_ratio,
 )
 from avfmae_hf.errors_avfmae import BadClipsError, CorruptVideoError, ListFileError, ResumeError
 from avfmae_hf.hub_avfmae import remote_code_auto_map
@@ -120,6 +122,26 @@ def by_epoch(loaded: list[list[int]]) -> dict[int, list[int]]:
     for epoch, index in loaded:
         epochs.setdefault(epoch, []).append(index)
     return epochs
+
+
+def test_a_launch_whose_processes_did_not_join_one_run_is_refused(monkeypatch, caplog):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    # torchrun without --use_cpu on a machine without GPUs: two runs of one process each
+    with pytest.raises(RuntimeError, match=r"started 2 processes \(WORLD_SIZE=2\) but this run joined 1.*--use_cpu"):
+        check_launch(1, "NO")
+    check_launch(2, "MULTI_CPU", use_cpu=True)
+    monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
+    with caplog.at_level(logging.WARNING, logger="avfmae_hf"):
+        check_launch(2, "MULTI_CPU", use_cpu=True)
+    assert "asks for FSDP, but the run is MULTI_CPU" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="avfmae_hf"):
+        check_launch(2, "FSDP")
+    assert "FSDP" not in caplog.text
+
+
+def test_step_intervals_below_one_are_shares_of_the_run():
+    assert [steps_from_ratio(value, 10) for value in (0.5, 0.25, 0.01, 1, 3, 3.0)] == [5, 3, 1, 1, 3, 3]
 
 
 @pytest.mark.slow
@@ -606,6 +628,10 @@ def test_scripts_offer_only_flags_they_honour(tmp_path):
     recipe.write_text(json.dumps({"fsdp": "full_shard"}))
     with pytest.raises(ValueError, match="unknown arguments: fsdp"):
         parse_arguments(pretraining, [os.fspath(recipe), *common])
+    # choices pretraining cannot honour are refused before anything is loaded
+    script = load_script("run_pretraining")
+    with pytest.raises(ValueError, match="--save_strategy best needs a metric"):
+        script.main([*common, "--save_strategy", "best", "--use_cpu"])
 
 
 # --------------------------------------------------------------------------------------------------------------------

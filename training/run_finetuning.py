@@ -51,6 +51,7 @@ from avfmae_hf.data_avfmae import (
     DatasetArguments,
     FingerprintCallback,
     check_fingerprint,
+    check_launch,
     check_not_finished,
     run_fingerprint,
 )
@@ -389,6 +390,7 @@ def main(args: list[str] | None = None) -> dict[str, float]:
         f"{training_args.world_size}, distributed: {training_args.parallel_mode.value}"
     )
     logger.info(f"Training parameters {training_args}")
+    check_launch(training_args.world_size, training_args.distributed_state.distributed_type, training_args.use_cpu)
 
     # 3. Resume from the last checkpoint in output_dir, if any
     last_checkpoint = None

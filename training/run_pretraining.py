@@ -54,9 +54,11 @@ from avfmae_hf.data_avfmae import (
     BadClipSkippingDataset,
     DatasetArguments,
     check_fingerprint,
+    check_launch,
     check_not_finished,
     run_fingerprint,
     save_fingerprint,
+    steps_from_ratio,
 )
 from avfmae_hf.hub_avfmae import build_model_card, push_to_hub
 from avfmae_hf.training_avfmae import (
@@ -254,6 +256,9 @@ def evaluate(model, dataloader, accelerator: Accelerator, seed: int) -> float:
 def main(args: list[str] | None = None) -> dict:
     # 1. Arguments: flags, or a JSON recipe followed by flags that override it
     model_args, data_args, training_args = parse_arguments(build_parser(), args)
+    if training_args.save_strategy == "best":
+        raise ValueError("--save_strategy best needs a metric to compare checkpoints; pretraining saves by steps, by "
+                         "epoch or not at all (--save_strategy steps/epoch/no).")  # fmt: skip
 
     # 2. Accelerator (cpu=True makes torchrun / `accelerate launch --multi_gpu` runs on CPUs real multi-process
     #    runs), then logging: progress from the main process, warnings from all
@@ -278,6 +283,7 @@ def main(args: list[str] | None = None) -> dict:
     )
     logging.getLogger("accelerate").setLevel(logging.WARNING)
     logger.info(accelerator.state, main_process_only=False)
+    check_launch(accelerator.num_processes, accelerator.distributed_type, training_args.use_cpu)
 
     # 3. Model and processor, built after seeding so that every process starts from the same weights
     set_seed(training_args.seed)
@@ -298,6 +304,8 @@ def main(args: list[str] | None = None) -> dict:
     #    decode later are skipped and counted (BadClipSkippingDataset, BadClipLog). The clips come from list files or
     #    from the splits of a `datasets` dataset
     train_source, validation_source = data_args.sources(data_args.train_file, data_args.validation_file)
+    if validation_source is None and training_args.eval_strategy != "no":
+        raise ValueError(f"--eval_strategy {training_args.eval_strategy} needs validation data (--validation_file).")
     entries = data_args.read_entries(train_source, read_labels=False)
     if data_args.max_train_samples is not None:
         entries = entries[: data_args.max_train_samples]
@@ -369,6 +377,9 @@ def main(args: list[str] | None = None) -> dict:
     else:
         max_steps = math.ceil(training_args.num_train_epochs * update_steps_per_epoch)
     num_epochs = math.ceil(max_steps / update_steps_per_epoch)
+    logging_steps = steps_from_ratio(training_args.logging_steps, max_steps)
+    eval_steps = steps_from_ratio(training_args.eval_steps or training_args.logging_steps, max_steps)
+    save_steps = steps_from_ratio(training_args.save_steps, max_steps)
     lr_scheduler = get_scheduler(
         training_args.lr_scheduler_type,
         optimizer=optimizer,
@@ -467,7 +478,7 @@ def main(args: list[str] | None = None) -> dict:
                 if accelerator.is_main_process:
                     bad_clip_log.save(training_args.output_dir)
                 raise bad_clip_log.error(folder)
-            if step % training_args.logging_steps == 0 or step == max_steps:
+            if step % logging_steps == 0 or step == max_steps:
                 losses = {
                     name: accelerator.gather(getattr(outputs, name).detach()).mean().item()
                     for name in ("loss", "video_loss", "audio_loss", "contrastive_loss")
@@ -479,13 +490,9 @@ def main(args: list[str] | None = None) -> dict:
                 if trackers:
                     accelerator.log(losses, step=step)
             log_reconstruction(step, batch, outputs)
-            if (
-                eval_dataloader is not None
-                and training_args.eval_strategy == "steps"
-                and step % training_args.eval_steps == 0
-            ):
+            if eval_dataloader is not None and training_args.eval_strategy == "steps" and step % eval_steps == 0:
                 eval_loss = run_evaluation()
-            if training_args.save_strategy == "steps" and step % training_args.save_steps == 0:
+            if training_args.save_strategy == "steps" and step % save_steps == 0:
                 save_checkpoint()
             if step >= max_steps:
                 break
