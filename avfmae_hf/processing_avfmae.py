@@ -33,6 +33,9 @@ MISSING_AUDIO_POLICIES = ("error", "silence")
 # An audio slice may exceed the spectrogram's span by this share before a warning says that the end of the frames'
 # span is not heard (at the official 25 fps a window's slice is 64 / (n - 1) of the track, about the 2.56 s span).
 AUDIO_SPAN_TOLERANCE = 0.1
+# Audio and video lengths may differ by this much (or a tenth of the video) before a warning says that windows get
+# drifting sound; encoders pad audio by tens of milliseconds.
+AUDIO_DURATION_MISMATCH_SECONDS = 0.5
 
 
 class AVFMAEVideosKwargs(AVFMAEVideoProcessorKwargs, total=False):
@@ -238,6 +241,8 @@ class AVFMAEProcessor(ProcessorMixin):
             finally:
                 video_clips[0].source.close()
             gain = audio_gains[index] if audio_gains is not None else draw_audio_gain(generator) if jitter else None
+            if align_audio:
+                self._check_audio_timing(video_clips[0], waveform)
             for clip in video_clips:
                 waveforms.append((self._clip_waveform(clip, waveform) if align_audio else waveform, gain))
             clips.extend(video_clips)
@@ -269,28 +274,53 @@ class AVFMAEProcessor(ProcessorMixin):
 
     def _clip_waveform(self, clip: ProcessedClip, waveform: torch.Tensor) -> torch.Tensor:
         """The part of a video's waveform that matches a processed clip's frames (official relative rule)."""
-        source, sampling = clip.source, clip.sampling
+        start, end = self._clip_sample_range(clip, waveform.shape[0])
+        return waveform[start:end]
+
+    def _clip_sample_range(self, clip: ProcessedClip, num_samples: int) -> tuple[int, int]:
         extractor = self.feature_extractor
-        start, end = audio_sample_range(
-            sampling.audio_start_frame,
-            sampling.audio_end_frame,
-            sampling.total_frames,
-            waveform.shape[0],
+        return audio_sample_range(
+            clip.sampling.audio_start_frame,
+            clip.sampling.audio_end_frame,
+            clip.sampling.total_frames,
+            num_samples,
             sampling_rate=extractor.sampling_rate,
             whole_file_seconds=extractor.max_length * extractor.frame_shift / 1000,
-            index=source.index,
-            name=source.name,
+            index=clip.source.index,
+            name=clip.source.name,
         )
-        span_samples = (extractor.max_length - 1) * extractor.frame_shift / 1000 * extractor.sampling_rate
-        span_samples += extractor.min_num_samples
+
+    def _check_audio_timing(self, clip: ProcessedClip, waveform: torch.Tensor) -> None:
+        """Warns, once per video, where the official relative rule gives a window other audio than its frames':
+        an audio track much shorter or longer than the video (its windows are matched by relative position, so
+        their sound drifts), and frames that span more audio than the spectrogram holds (below 25 fps)."""
+        source, extractor = clip.source, self.feature_extractor
+        rate = extractor.sampling_rate
+        audio_seconds = waveform.shape[0] / rate
+        if source.fps:
+            video_seconds = source.num_frames / source.fps
+            if abs(audio_seconds - video_seconds) > max(AUDIO_DURATION_MISMATCH_SECONDS, 0.1 * video_seconds):
+                logger.warning(
+                    f"{describe_item(source.index, source.name)}: the audio lasts {audio_seconds:.2f} s and the video "
+                    f"{video_seconds:.2f} s; audio is matched to frames by their relative position in the clip (the "
+                    f"official rule), so a window's sound is off by up to {abs(audio_seconds - video_seconds):.2f} s."
+                )
+        start, end = self._clip_sample_range(clip, waveform.shape[0])
+        span_samples = (extractor.max_length - 1) * extractor.frame_shift / 1000 * rate + extractor.min_num_samples
         if end - start > (1 + AUDIO_SPAN_TOLERANCE) * span_samples:
-            seconds, held = (end - start) / extractor.sampling_rate, span_samples / extractor.sampling_rate
             logger.warning(
-                f"{describe_item(source.index, source.name)}: the sampled frames span {seconds:.2f} s of audio but "
-                f"the spectrogram of {extractor.max_length} fbank frames holds {held:.2f} s (a video below 25 fps, or "
-                f"a short max_length); the end of the frames' span is not heard."
+                f"{describe_item(source.index, source.name)}: the sampled frames span {(end - start) / rate:.2f} s of "
+                f"audio but the spectrogram of {extractor.max_length} fbank frames holds {span_samples / rate:.2f} s "
+                f"(a video below 25 fps, or a short max_length); the end of the frames' span is not heard."
             )
-        return waveform[start:end]
+        elif source.fps and source.fps > (1 + AUDIO_SPAN_TOLERANCE) * DEFAULT_FRAME_RATE:
+            if end - start < (1 - AUDIO_SPAN_TOLERANCE) * span_samples:
+                # frames, not seconds, are sampled (the official rule): faster videos get shorter windows
+                logger.warning_once(
+                    f"At {source.fps:g} fps a window's frames span {(end - start) / rate:.2f} s, so its spectrogram "
+                    f"of {span_samples / rate:.2f} s is partly padding: windows are counted in frames (the official "
+                    f"sampling), and the released models were trained on 25 fps clips."
+                )
 
     def _silence(self, source: VideoSource) -> np.ndarray:
         """A silent track as long as the video (frames at its own rate, or 25 fps when it has none)."""

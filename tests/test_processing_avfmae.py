@@ -2,6 +2,7 @@
 """AVFMAEProcessor: one call from videos to model inputs, audio aligned to the sampled frames, bad items named,
 serialisation and AutoProcessor."""
 
+import logging
 import unittest
 
 import numpy as np
@@ -349,3 +350,29 @@ class AVFMAEProcessorTest(import_common("test_processing_common").ProcessorTeste
     @classmethod
     def _setup_feature_extractor(cls):
         return AVFMAEFeatureExtractor(max_length=64)
+
+
+def test_audio_that_cannot_follow_the_frames_is_warned_about_once_per_video(tmp_path, caplog):
+    """Audio is matched to frames by relative position and windows are counted in frames (the official rules); where
+    that gives a window other sound than its frames', a warning says so, once per video, not once per window."""
+
+    def clip(name, seconds, fps, audio_seconds):
+        frames = synthetic.index_frames(int(round(seconds * fps)))
+        audio = synthetic.speech_like_audio(audio_seconds)
+        return synthetic.write_video(tmp_path / f"{name}.mp4", frames, fps=fps, audio=audio)
+
+    logging.Logger.warning_once.cache_clear()  # the notice about fast videos is given once per process
+    processor = AVFMAEProcessor()
+    cases = {
+        "matched": (clip("matched", 6, 25, 6), []),
+        "short_audio": (clip("short_audio", 6, 25, 3), ["the audio lasts 3.0", "and the video 6.00 s"]),
+        "slow": (clip("slow", 6, 12.5, 6), ["spectrogram of 256 fbank frames holds 2.5", "not heard"]),
+        "fast": (clip("fast", 6, 60, 6), ["At 60 fps a window's frames span 1.0", "partly padding"]),
+    }
+    for name, (path, expected) in cases.items():
+        caplog.clear()
+        with caplog.at_level("WARNING"):
+            processor(videos=path, sampling_mode="sliding", do_face_crop=False)
+        warnings = [record.getMessage() for record in caplog.records if record.levelname == "WARNING"]
+        assert len(warnings) == (1 if expected else 0), (name, warnings)
+        assert all(part in warnings[0] for part in expected), (name, warnings)
