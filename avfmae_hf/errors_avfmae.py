@@ -9,13 +9,31 @@ Errors raised by a decoder are chained (`raise ... from error`) but never stand 
 """
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+
+
+# Number of the first item of the batch being processed in the caller's list (see `items_numbered_from`).
+_FIRST_ITEM_NUMBER: ContextVar[int] = ContextVar("first_item_number", default=0)
+
+
+@contextmanager
+def items_numbered_from(first: int) -> Iterator[None]:
+    """Within the block, messages number batch items from `first`: a caller that processes item `first` of its own
+    list alone (a dataset, `avfmae predict`) gets messages with that item's number, not `item 0`."""
+    token = _FIRST_ITEM_NUMBER.set(first)
+    try:
+        yield
+    finally:
+        _FIRST_ITEM_NUMBER.reset(token)
 
 
 def describe_item(index: int | None = None, source: object = None) -> str:
     """Short name of a batch item for messages: `item 2 ('clips/a.mp4')`, `item 0 (bytes, 1234 bytes)`."""
     parts = []
     if index is not None:
-        parts.append(f"item {index}")
+        parts.append(f"item {index + _FIRST_ITEM_NUMBER.get()}")
     if isinstance(source, (str, os.PathLike)):
         parts.append(repr(os.fspath(source)))
     elif isinstance(source, (bytes, bytearray, memoryview)):
@@ -138,4 +156,5 @@ __all__ = [
     "UnusableAudioError",
     "ZeroLengthVideoError",
     "describe_item",
+    "items_numbered_from",
 ]

@@ -27,7 +27,7 @@ from transformers import AutoConfig
 from transformers.utils import logging
 
 from .configuration_avfmae import AVFMAEConfig
-from .errors_avfmae import AVFMAEInputError, describe_item
+from .errors_avfmae import AVFMAEInputError, describe_item, items_numbered_from
 from .modeling_avfmae import AVFMAEForVideoClassification, AVFMAEModel
 from .pipeline_avfmae import probabilities
 from .processing_avfmae import AVFMAEProcessor
@@ -246,12 +246,13 @@ class VideoWindowsDataset(torch.utils.data.Dataset):
         audio = self.audios[index] if self.audios[index] is not None else companion_audio(video)
         began = time.perf_counter()
         try:
-            inputs = self.processor(
-                videos=[video],
-                audio=None if audio is None else [audio],
-                return_tensors="pt",
-                **self.processor_kwargs,
-            )
+            with items_numbered_from(index):
+                inputs = self.processor(
+                    videos=[video],
+                    audio=None if audio is None else [audio],
+                    return_tensors="pt",
+                    **self.processor_kwargs,
+                )
         except (ValueError, OSError) as error:
             return ProcessedVideo(index, video_name(video, index), error=_renamed_error(error, index, video))
         except Exception as error:  # noqa: BLE001 - one video's failure must not stop the others

@@ -28,7 +28,7 @@ from transformers.utils import logging
 from .augmentation_avfmae import MixupCutmix, soft_target_cross_entropy
 from .configuration_avfmae import AVFMAEConfig
 from .data_avfmae import BAD_CLIPS_KEY, BadClipCallback, BadClipLog
-from .errors_avfmae import ListFileError
+from .errors_avfmae import ListFileError, items_numbered_from
 from .hub_avfmae import build_model_card, carrying_remote_code, write_pipeline_code
 from .inference_avfmae import load_processor
 from .labels_avfmae import parse_id2label, resolve_labels
@@ -522,7 +522,7 @@ class AVFMAEVideoDataset(torch.utils.data.Dataset):
         return {"pixel_values": outputs["pixel_values"][0], "audio_values": outputs["audio_values"][0]}
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        with outputs_to_collate():
+        with outputs_to_collate(), items_numbered_from(index):
             return self._item(index)
 
     def _item(self, index: int) -> dict[str, torch.Tensor]:

@@ -132,6 +132,15 @@ def test_one_bad_video_does_not_lose_the_others(tiny_folder, tmp_path):
         predict_videos(videos, model, processor)
 
 
+def test_warnings_name_the_position_in_the_callers_list(tiny_folder, processor_no_audio_clip, caplog):
+    model, processor, _ = load_classifier(tiny_folder)
+    good = str(sample_video_path())
+    with caplog.at_level("WARNING"):
+        predict_videos([good, good, processor_no_audio_clip], model, processor, missing_audio="silence")
+    (warning,) = [record.getMessage() for record in caplog.records if "no audio stream" in record.getMessage()]
+    assert warning.startswith(f"item 2 ('{processor_no_audio_clip}'): the video has no audio stream"), warning
+
+
 def test_frame_folders_take_the_wav_beside_them(tiny_folder, processor_frame_folder, tmp_path):
     model, processor, _ = load_classifier(tiny_folder)
     folder = tmp_path / "0001"

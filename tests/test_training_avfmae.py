@@ -122,6 +122,14 @@ def test_dataset_items_and_collated_batch_have_model_shapes(
     assert model(**batch).loss.isfinite()
 
 
+def test_dataset_messages_name_the_clip_by_its_index(tiny_processor, processor_cropped_clip, tmp_path):
+    missing = tmp_path / "missing.mp4"
+    dataset = AVFMAEVideoDataset([ListEntry(processor_cropped_clip, None, 0), ListEntry(str(missing), None, 0)],
+                                 tiny_processor, "uniform")  # fmt: skip
+    with pytest.raises(ValueError, match=rf"^item 1 \('{missing}'\)"):
+        dataset[1]
+
+
 def test_seeded_dataset_is_a_function_of_seed_epoch_and_index(tiny_processor, processor_cropped_clip):
     dataset = AVFMAEVideoDataset([ListEntry(processor_cropped_clip, None, 0)] * 2, tiny_processor, "train", seed=3)
     first = dataset[0]
