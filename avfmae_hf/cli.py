@@ -283,7 +283,8 @@ def add_runtime_arguments(parser: argparse.ArgumentParser, *, model_help: str, r
         type=_dtype,
         default=torch.float32,
         metavar="DTYPE",
-        help="weights' precision: float32 (default), bfloat16 (bf16; about 3x faster on recent CPUs), float16 (fp16)",
+        help="weights' precision: float32 (default), bfloat16 (bf16; about 2-3x faster on CPUs with AVX512-BF16 or "
+        "AMX, slower on others), float16 (fp16)",
     )
 
 

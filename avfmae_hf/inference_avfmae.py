@@ -10,6 +10,7 @@ share a forward pass (`batch_size` windows).
 
 import copy
 import csv
+import functools
 import os
 import time
 import traceback
@@ -146,7 +147,26 @@ def _place(model, device, dtype):
     model = model.eval()
     if device is not None or dtype is not None:
         model = model.to(device=device, dtype=dtype)
+    if model.dtype == torch.bfloat16 and model.device.type == "cpu" and cpu_has_native_bf16() is False:
+        logger.warning(
+            "This CPU has no bf16 units (AVX512-BF16 or AMX): bf16 weights run emulated, slower than float32 here."
+        )
     return model
+
+
+@functools.cache
+def cpu_has_native_bf16() -> bool | None:
+    """Whether this x86 Linux CPU computes bf16 matrix products natively (AVX512-BF16 or AMX-BF16 flags); `None`
+    where that cannot be told from `/proc/cpuinfo` (other systems and architectures)."""
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            flags_line = next((line for line in cpuinfo if line.startswith("flags")), None)
+    except OSError:
+        return None
+    if flags_line is None:
+        return None
+    flags = set(flags_line.split(":", 1)[1].split())
+    return bool(flags & {"avx512_bf16", "amx_bf16"})
 
 
 def load_processor(model_name_or_path: str | os.PathLike, config: AVFMAEConfig) -> AVFMAEProcessor:

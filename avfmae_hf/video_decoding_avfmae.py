@@ -383,6 +383,9 @@ class ContainerVideoSource(VideoSource):
     def _probe(self) -> None:
         """Read the container's description of its streams."""
         container = self._open_container()
+        if container.format.name in TEXT_FORMATS:
+            # FFmpeg renders any text file (a list, notes) as ANSI art rather than refusing it
+            raise self.error(CorruptVideoError, "the file is text, not a video.")
         if not container.streams.video:
             raise self.error(ZeroLengthVideoError, "the container has no video stream.")
         video = container.streams.video[0]
@@ -605,6 +608,9 @@ class ContainerVideoSource(VideoSource):
         self._decord_reader = None
         self._video_packets = self._audio_packets = None
 
+
+# FFmpeg demuxers that read text files as pictures.
+TEXT_FORMATS = {"tty"}
 
 # Scale of integer sample formats (PyAV names without the planar "p" suffix) to [-1, 1].
 SAMPLE_FORMAT_SCALE = {"u8": 2.0**7, "s16": 2.0**15, "s32": 2.0**31, "s64": 2.0**63, "flt": 1.0, "dbl": 1.0}

@@ -14,6 +14,7 @@ from avfmae_hf import (
     AVFMAEProcessor,
     MissingAudioError,
     export_checkpoint,
+    inference_avfmae,
 )
 from avfmae_hf.inference_avfmae import (
     UNTRAINED_EXPLANATION,
@@ -111,6 +112,15 @@ def test_bfloat16_runs_end_to_end_close_to_float32(tiny_folder):
     prediction = predict_videos([video], model, processor)[0]
     assert sum(prediction.scores.values()) == pytest.approx(1.0, abs=1e-5)
     assert list(prediction.scores.values()) == pytest.approx(list(reference.scores.values()), abs=0.03)
+
+
+@pytest.mark.parametrize(("native", "warned"), [(False, True), (True, False), (None, False)])
+def test_bfloat16_on_a_cpu_without_bf16_units_is_warned_about(tiny_folder, monkeypatch, caplog, native, warned):
+    monkeypatch.setattr(inference_avfmae, "cpu_has_native_bf16", lambda: native)
+    with caplog.at_level("WARNING"):
+        load_classifier(tiny_folder, dtype=torch.bfloat16)
+        load_classifier(tiny_folder)  # float32 is never warned about
+    assert caplog.text.count("no bf16 units") == int(warned)
 
 
 def test_one_bad_video_does_not_lose_the_others(tiny_folder, tmp_path):

@@ -216,9 +216,11 @@ def test_bad_frame_inputs(video, error, words):
 
 
 def write_bad_file(directory, kind: str, source_clip: str) -> str:
-    path = os.path.join(directory, f"{kind}.mp4")
+    path = os.path.join(directory, f"{kind}.txt" if kind == "text" else f"{kind}.mp4")
     data = open(source_clip, "rb").read()
-    if kind == "random_bytes":
+    if kind == "text":  # FFmpeg would render it as ANSI art
+        data = b"hello, not a video\n" * 50
+    elif kind == "random_bytes":
         data = np.random.default_rng(0).integers(0, 256, 50_000, dtype=np.uint8).tobytes()
     elif kind == "truncated":  # moov atom at the end: cut it off
         data = data[: len(data) // 2]
@@ -237,6 +239,7 @@ def write_bad_file(directory, kind: str, source_clip: str) -> str:
     [
         ("empty", EmptyInputError),
         ("random_bytes", CorruptVideoError),
+        ("text", CorruptVideoError),
         ("truncated", CorruptVideoError),
         ("truncated_header", CorruptVideoError),
     ],
@@ -250,7 +253,7 @@ def test_bad_files_raise_typed_errors(tmp_path, processor_index_clips, backend, 
     message = str(raised.value)
     assert message.startswith(f"item 2 ({path!r}):")
     # Our own explanation, not only the decoder's text (which, if any, is chained as the cause).
-    assert any(words in message for words in ("empty", "cannot be opened", "damaged", "truncated"))
+    assert any(words in message for words in ("empty", "cannot be opened", "damaged", "truncated", "not a video"))
 
 
 def test_faststart_file_cut_in_the_middle(tmp_path, processor_index_clips):
