@@ -602,7 +602,7 @@ def add_extract_features_command(subparsers: argparse._SubParsersAction) -> None
 
 
 def run_preprocess(args: argparse.Namespace) -> int:
-    from .data_avfmae import DatasetArguments
+    from .data_avfmae import DatasetArguments, is_saved_dataset
     from .errors_avfmae import ListFileError
     from .labels_avfmae import dataset_id2label
     from .preprocessing_avfmae import PreprocessingFormatError, preprocess_corpus
@@ -614,8 +614,7 @@ def run_preprocess(args: argparse.Namespace) -> int:
         if args.dataset:
             id2label = dataset_id2label(args.dataset)
         label2id = {name: index for index, name in (id2label or {}).items()} or None
-        saved = [Path(args.input) / marker for marker in ("dataset_dict.json", "state.json")]
-        if any(marker.is_file() for marker in saved):
+        if is_saved_dataset(args.input):
             # relative media paths are taken relative to the dataset's folder, as the training scripts take them
             entries = DatasetArguments(dataset_name=args.input).read_entries(
                 args.split, label2id=label2id, check_paths=False

@@ -405,14 +405,19 @@ def dataset_entries(
     return entries
 
 
+def is_saved_dataset(path: str | os.PathLike) -> bool:
+    """Whether `path` is a folder written by `Dataset.save_to_disk` / `DatasetDict.save_to_disk`."""
+    return os.path.isdir(path) and any(
+        os.path.isfile(os.path.join(path, marker)) for marker in ("dataset_dict.json", "state.json")
+    )
+
+
 def load_dataset_split(name_or_path: str, split: str, config_name: str | None = None):
     """One split of a dataset: a folder written by `Dataset.save_to_disk` / `DatasetDict.save_to_disk`, or anything
     `datasets.load_dataset` opens (a Hub id, a local loading script or data folder)."""
     import datasets
 
-    if os.path.isdir(name_or_path) and any(
-        os.path.isfile(os.path.join(name_or_path, marker)) for marker in ("dataset_dict.json", "state.json")
-    ):
+    if is_saved_dataset(name_or_path):
         loaded = datasets.load_from_disk(name_or_path)
         if isinstance(loaded, datasets.DatasetDict):
             if split not in loaded:
@@ -500,7 +505,9 @@ class DatasetArguments:
 
         checks = {"num_labels": num_labels, "with_labels": with_labels, "check_paths": check_paths}
         if self.dataset_name is None:
-            return read_list_file(source, label2id=label2id, problem_type=problem_type, **checks)
+            return read_list_file(
+                source, label2id=label2id, problem_type=problem_type, read_labels=read_labels, **checks
+            )
         split = load_dataset_split(self.dataset_name, source, self.dataset_config_name)
         media_columns = [column for column in (self.video_column, self.audio_column) if column in split.column_names]
         return dataset_entries(
@@ -584,6 +591,7 @@ __all__ = [
     "check_not_finished",
     "dataset_entries",
     "dataset_media_root",
+    "is_saved_dataset",
     "load_dataset_split",
     "processed_dataset",
     "run_fingerprint",

@@ -9,6 +9,7 @@ processor modules, so checkpoints that carry their code do not need `evaluate`, 
 
 import argparse
 import csv
+import dataclasses
 import json
 import math
 import os
@@ -27,7 +28,7 @@ from transformers.utils import logging
 
 from .augmentation_avfmae import MixupCutmix, soft_target_cross_entropy
 from .configuration_avfmae import AVFMAEConfig
-from .data_avfmae import BAD_CLIPS_KEY, BadClipCallback, BadClipLog
+from .data_avfmae import BAD_CLIPS_KEY, BadClipCallback, BadClipLog, is_saved_dataset
 from .errors_avfmae import ListFileError, items_numbered_from
 from .hub_avfmae import build_model_card, carrying_remote_code, write_pipeline_code
 from .inference_avfmae import load_processor
@@ -61,6 +62,21 @@ MULTI_LABEL_METRICS = ("multilabel_f1",)
 
 # Files in a folder-per-class layout that hold a clip's separate audio (paired with the clip of the same stem)
 AUDIO_FILE_EXTENSIONS = (".wav", ".flac", ".mp3", ".m4a", ".ogg")
+# Files a folder-per-class layout takes as clips (beside frame folders); other files (notes, thumbnails) are not.
+VIDEO_FILE_EXTENSIONS = (
+    ".mp4",
+    ".avi",
+    ".mkv",
+    ".mov",
+    ".webm",
+    ".m4v",
+    ".mpg",
+    ".mpeg",
+    ".flv",
+    ".wmv",
+    ".3gp",
+    ".ts",
+)
 
 
 @dataclass(frozen=True)
@@ -89,6 +105,23 @@ class _Problems(list):
 
     def add(self, place: str, problem: str) -> None:
         self.append(f"{place}: {problem}")
+
+
+class _LabelsNotRead(Mapping):
+    """The `label2id` of a list read without its labels: every name is a class, so that nothing about the labels is
+    reported; the labels are dropped after reading."""
+
+    def __getitem__(self, name: str) -> int:
+        return 0
+
+    def __contains__(self, name: object) -> bool:
+        return True
+
+    def __iter__(self):
+        return iter(())
+
+    def __len__(self) -> int:
+        return 0
 
 
 def _parse_label(text: str, label2id: Mapping[str, int] | None, where: str, problems: _Problems) -> int | None:
@@ -130,6 +163,7 @@ def read_list_file(
     num_labels: int | None = None,
     with_labels: bool = False,
     check_paths: bool = False,
+    read_labels: bool = True,
 ) -> list[ListEntry]:
     """Read a list of videos (and labels) in one of the formats of architecture.md §11.1, a CSV or JSONL file, a
     folder per class, or a folder written by `avfmae preprocess`.
@@ -158,7 +192,8 @@ def read_list_file(
     Every problem is collected before anything is raised: one [`~errors_avfmae.ListFileError`] lists them all, each
     with its line. Beyond the syntax, `num_labels` checks class indices against `[0, num_labels)` and the width of
     regression targets, `with_labels` requires a label on every line, and `check_paths` that every video and audio
-    path exists, so that a training run finds all of them before its first step.
+    path exists, so that a training run finds all of them before its first step. `read_labels=False` reads the
+    videos only (pretraining): labels of any kind, names included, are left unread and the entries have none.
     """
     if problem_type not in PROBLEM_TYPES:
         raise ValueError(f"Unknown problem_type {problem_type!r}; choose one of {PROBLEM_TYPES}.")
@@ -166,8 +201,13 @@ def read_list_file(
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such list file or folder.")
     problems = _Problems()
+    if not read_labels:
+        label2id, problem_type, num_labels, with_labels = _LabelsNotRead(), SINGLE_LABEL, None, False
     if is_preprocessed_folder(path):
         entries = read_preprocessed_folder(path)
+    elif is_saved_dataset(path):
+        raise ListFileError(path, [f"{path}: a `datasets` folder saved with save_to_disk, not a list; pass it as "
+                                   "--dataset_name (a split with --train_split / --validation_split)."])  # fmt: skip
     elif path.is_dir():
         entries = _read_class_folders(path, label2id, problem_type, problems)
     else:
@@ -178,7 +218,7 @@ def read_list_file(
             raise ListFileError(path, [f"{path}: lists no videos."])
         if path.suffix.lower() == ".jsonl" or content[0][1].lstrip().startswith("{"):
             entries = _read_jsonl(path, content, root, label2id, problem_type, problems)
-        elif "," in content[0][1]:
+        elif path.suffix.lower() == ".csv" or "," in content[0][1]:
             entries = _read_csv(path, root, label2id, problem_type, problems)
         else:
             entries = _read_space_separated(path, content, root, label2id, problem_type, problems)
@@ -187,7 +227,7 @@ def read_list_file(
     problems.extend(check_list_entries(entries, problem_type, num_labels, with_labels, check_paths))
     if problems:
         raise ListFileError(path, problems)
-    return entries
+    return entries if read_labels else [dataclasses.replace(entry, label=None) for entry in entries]
 
 
 def check_list_entries(
@@ -344,7 +384,7 @@ def _read_class_folders(path: Path, label2id, problem_type, problems) -> list[Li
     names = class_folder_names(path)
     if not names:
         raise ListFileError(path, [f"{path}: no class subfolders (expected <folder>/<class name>/<clip>)."])
-    entries = []
+    entries, ignored = [], []
     for class_index, name in enumerate(names):
         where = f"{path / name}"
         if label2id is not None and name not in label2id:
@@ -358,12 +398,20 @@ def _read_class_folders(path: Path, label2id, problem_type, problems) -> list[Li
         for child in children:
             if child.suffix.lower() in AUDIO_FILE_EXTENSIONS:
                 continue
+            if not (child.is_dir() or child.suffix.lower() in VIDEO_FILE_EXTENSIONS):
+                ignored.append(child)
+                continue
             paired = audio.get(child.stem)
             entries.append(
                 ListEntry(
                     os.fspath(child), None if paired is None else os.fspath(paired), label, place=os.fspath(child)
                 )
             )
+    if ignored:
+        logger.warning(
+            f"{path}: ignored {len(ignored)} file(s) that are neither videos ({', '.join(VIDEO_FILE_EXTENSIONS)}), "
+            f"frame folders nor audio, e.g. {os.fspath(ignored[0])!r}."
+        )
     return entries
 
 

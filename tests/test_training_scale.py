@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 from types import SimpleNamespace
 
+import datasets
 import pytest
 import torch
 from huggingface_hub import HfApi
@@ -225,7 +226,7 @@ def test_every_list_problem_is_reported_at_once_with_its_line(tmp_path):
     ]
 
 
-def test_jsonl_lists_and_class_folders_are_read(tmp_path):
+def test_jsonl_lists_and_class_folders_are_read(tmp_path, caplog):
     listing = tmp_path / "train.jsonl"
     listing.write_text('{"video": "a.mp4", "label": "sad"}\n{"video": "frames/b", "audio": "b.wav", "label": 0}\n')
     assert read_list_file(listing, label2id={"calm": 0, "sad": 1}) == [
@@ -246,7 +247,8 @@ def test_jsonl_lists_and_class_folders_are_read(tmp_path):
     ]
 
     classes = tmp_path / "classes"
-    for name in ("sad/s1.mp4", "calm/c1.mp4", "calm/c2", "calm/c2.wav", "calm/.hidden"):
+    for name in ("sad/s1.mp4", "calm/c1.mp4", "calm/c2", "calm/c2.wav", "calm/.hidden", "calm/notes.txt",
+                 "sad/Thumbs.db"):  # fmt: skip
         path = classes / name
         path.parent.mkdir(parents=True, exist_ok=True)
         if name.endswith("c2"):
@@ -254,17 +256,43 @@ def test_jsonl_lists_and_class_folders_are_read(tmp_path):
         else:
             path.write_bytes(b"")
     assert class_folder_names(classes) == ["calm", "sad"]
-    assert read_list_file(classes) == [
-        ListEntry(os.fspath(classes / "calm/c1.mp4"), None, 0),
-        ListEntry(os.fspath(classes / "calm/c2"), os.fspath(classes / "calm/c2.wav"), 0),
-        ListEntry(os.fspath(classes / "sad/s1.mp4"), None, 1),
-    ]
+    with caplog.at_level(logging.WARNING):
+        assert read_list_file(classes) == [
+            ListEntry(os.fspath(classes / "calm/c1.mp4"), None, 0),
+            ListEntry(os.fspath(classes / "calm/c2"), os.fspath(classes / "calm/c2.wav"), 0),
+            ListEntry(os.fspath(classes / "sad/s1.mp4"), None, 1),
+        ]
+    assert f"{classes}: ignored 2 file(s) that are neither videos" in caplog.text  # notes.txt, Thumbs.db
     assert [entry.label for entry in read_list_file(classes, label2id={"sad": 0, "calm": 1})] == [1, 1, 0]
     with pytest.raises(ListFileError, match="class folder 'sad' is not a known class name"):
         read_list_file(classes, label2id={"calm": 0})
     (tmp_path / "empty").mkdir()
     with pytest.raises(ListFileError, match="no class subfolders"):
         read_list_file(tmp_path / "empty")
+    saved = tmp_path / "saved"
+    datasets.Dataset.from_dict({"video": ["a.mp4"]}).save_to_disk(saved)
+    with pytest.raises(ListFileError, match="saved with save_to_disk, not a list; pass it as --dataset_name"):
+        read_list_file(saved)
+
+
+def test_a_one_column_csv_and_lists_read_without_their_labels(tmp_path):
+    one_column = tmp_path / "videos.csv"
+    one_column.write_text("video\nclips/a b.mp4\nc.mp4\n")  # a path with a space, no comma anywhere
+    assert read_list_file(one_column) == [
+        ListEntry(os.fspath(tmp_path / "clips/a b.mp4")), ListEntry(os.fspath(tmp_path / "c.mp4"))
+    ]  # fmt: skip
+    # fine-tuning lists with class names serve pretraining, which reads no labels
+    named = {"official.txt": "frames/a a.wav calm\nb.mp4 sad\n", "named.csv": "video,label\nb.mp4,sad\n",
+             "named.jsonl": '{"video": "b.mp4", "label": ["sad", 2]}\n'}  # fmt: skip
+    for name, text in named.items():
+        (tmp_path / name).write_text(text)
+        with pytest.raises(ListFileError, match="neither a class index nor a known class name"):
+            read_list_file(tmp_path / name)
+        entries = read_list_file(tmp_path / name, read_labels=False)
+        assert entries and all(entry.label is None for entry in entries), name
+    assert read_list_file(tmp_path / "official.txt", read_labels=False)[0] == ListEntry(
+        os.fspath(tmp_path / "frames/a"), os.fspath(tmp_path / "a.wav")
+    )
 
 
 class FlakyDataset(torch.utils.data.Dataset):
