@@ -218,7 +218,7 @@ def read_list_file(
             raise ListFileError(path, [f"{path}: lists no videos."])
         if path.suffix.lower() == ".jsonl" or content[0][1].lstrip().startswith("{"):
             entries = _read_jsonl(path, content, root, label2id, problem_type, problems)
-        elif path.suffix.lower() == ".csv" or "," in content[0][1]:
+        elif "," in content[0][1] or content[0][1].strip() == "video":  # (official space-separated lists are .csv)
             entries = _read_csv(path, root, label2id, problem_type, problems)
         else:
             entries = _read_space_separated(path, content, root, label2id, problem_type, problems)
