@@ -53,11 +53,15 @@ class BadClipSkippingDataset(torch.utils.data.Dataset):
     them for the batch and the training loop hands them to a [`BadClipLog`]. When every clip of the dataset fails,
     [`~errors_avfmae.BadClipsError`] is raised.
 
-    Attributes of the wrapped dataset (`entries`, `set_epoch`, ...) are reachable through the wrapper.
+    Attributes of the wrapped dataset (`entries`, `set_epoch`, ...) are reachable through the wrapper. With
+    `warn=False` the skipped clips are not logged here but by [`BadClipLog.record`] when the training loop takes
+    their batch, so that every clip a run warns about is also counted and listed (a data loader's workers load
+    batches ahead, which a run that stops never takes).
     """
 
-    def __init__(self, dataset: torch.utils.data.Dataset):
+    def __init__(self, dataset: torch.utils.data.Dataset, warn: bool = True):
         self.dataset = dataset
+        self.warn = warn
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -84,15 +88,19 @@ class BadClipSkippingDataset(torch.utils.data.Dataset):
             try:
                 item = self.dataset[candidate]
             except DECODE_ERRORS as error:
-                name = self.clip_name(candidate)
-                logger.warning(f"Skipping clip {candidate} ({name}), it could not be read: {error}")
-                skipped.append((candidate, name, str(error)))
+                skipped.append((candidate, self.clip_name(candidate), str(error)))
+                if self.warn:
+                    logger.warning(skipped_clip_message(*skipped[-1]))
                 continue
             return {**item, BAD_CLIPS_KEY: skipped}
         raise BadClipsError(
             f"None of the {len(self)} clips could be read (first: {skipped[0][1]}: {skipped[0][2]}); check the list "
             "and the files it names."
         )
+
+
+def skipped_clip_message(index: int, name: str, error: str) -> str:
+    return f"Skipping clip {index} ({name}), it could not be read: {error}"
 
 
 def _gather_across_processes(values: list) -> list:
@@ -127,7 +135,10 @@ class BadClipLog:
         self._pending: list[tuple[int, str, str]] = []
 
     def record(self, bad_clips: Sequence[Sequence] | None) -> None:
-        self._pending.extend(tuple(clip) for clip in bad_clips or ())
+        """Note a batch's skipped clips (its `"bad_clips"`), each with a warning naming it."""
+        for clip in bad_clips or ():
+            logger.warning(skipped_clip_message(*clip))
+            self._pending.append(tuple(clip))
 
     def synchronize(self) -> int:
         """Merge the failures recorded by every process since the last call; returns how many clips are new."""

@@ -335,6 +335,19 @@ def test_bad_clips_are_replaced_by_the_next_readable_clip_and_reported(caplog):
         BadClipSkippingDataset(FlakyDataset(3, bad={0, 1, 2}))[0]
 
 
+def test_in_a_run_a_skipped_clip_is_warned_about_when_its_batch_is_counted(caplog):
+    # a loader's workers prepare batches ahead; a run that stops never takes them, so their clips are warned
+    # about when the loop hands a batch to the log, never before
+    dataset = BadClipSkippingDataset(FlakyDataset(5, bad={1}), warn=False)
+    log = BadClipLog(num_clips=5)
+    with caplog.at_level(logging.WARNING):
+        ahead = dataset[1]
+        assert caplog.text == ""
+        log.record(ahead[BAD_CLIPS_KEY])
+    assert caplog.text.count("Skipping clip 1 (clip_1.mp4), it could not be read") == 1
+    assert log.synchronize() == 1 and log.summary()["bad_clips"][0]["clip"] == "clip_1.mp4"
+
+
 def test_bad_clip_log_counts_distinct_clips_against_the_allowed_share(tmp_path):
     log = BadClipLog(num_clips=40, max_share=0.05)  # at most 2 bad clips
     log.record([(3, "a.mp4", "broken")])

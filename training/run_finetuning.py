@@ -523,7 +523,7 @@ def main(args: list[str] | None = None) -> dict[str, float]:
     bad_clip_log = None
     if train_dataset is not None:  # a clip that fails to decode mid-epoch is skipped and counted
         bad_clip_log = BadClipLog(len(train_dataset), data_args.max_bad_clip_share)
-        train_dataset = BadClipSkippingDataset(train_dataset)
+        train_dataset = BadClipSkippingDataset(train_dataset, warn=False)  # BadClipLog warns
 
     # 6. Learning rate from the official rule, when a base rate is given
     if training_args.base_learning_rate is not None:

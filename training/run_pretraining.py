@@ -319,7 +319,8 @@ def main(args: list[str] | None = None) -> dict:
             seed=data_seed,
             audio_gain_jitter=data_args.audio_gain_jitter,
             augmentation=augmentation,
-        )
+        ),
+        warn=False,  # BadClipLog warns about the clips of the batches the loop takes
     )
     bad_clip_log = BadClipLog(len(train_dataset), data_args.max_bad_clip_share)
     train_dataloader = torch.utils.data.DataLoader(
