@@ -609,6 +609,11 @@ def run_preprocess(args: argparse.Namespace) -> int:
     from .processing_avfmae import AVFMAEProcessor
     from .training_avfmae import read_list_file
 
+    if args.shard_index >= args.num_shards:
+        print(
+            f"error: --shard-index {args.shard_index} must be below --num-shards {args.num_shards}.", file=sys.stderr
+        )
+        return 2
     try:
         id2label = parse_id2label(args.id2label) if args.id2label else None
         if args.dataset:
@@ -670,9 +675,15 @@ def add_preprocess_command(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--split", default="train", help="the split of a saved DatasetDict (default: train)")
     parser.add_argument("--output-dir", required=True, metavar="DIR", help="the folder to write (or resume)")
     parser.add_argument("--model", metavar="DIR_OR_HUB_ID", help="take the processor settings from this model")
-    parser.add_argument("--num-workers", type=int, default=0, metavar="N", help="worker processes (0: this one)")
-    parser.add_argument("--num-shards", type=int, default=1, metavar="N", help="split the corpus into N shards")
-    parser.add_argument("--shard-index", type=int, default=0, metavar="I", help="the shard this run processes")
+    parser.add_argument(
+        "--num-workers", type=_non_negative_int, default=0, metavar="N", help="worker processes (0: this one)"
+    )
+    parser.add_argument(
+        "--num-shards", type=_positive_int, default=1, metavar="N", help="split the corpus into N shards"
+    )
+    parser.add_argument(
+        "--shard-index", type=_non_negative_int, default=0, metavar="I", help="the shard this run processes (0..N-1)"
+    )
     labels = parser.add_mutually_exclusive_group()
     labels.add_argument("--id2label", help="class names of the labels in INPUT (JSON or comma-separated)")
     labels.add_argument("--dataset", help="an official dataset whose class names INPUT uses (e.g. MAFW)")

@@ -209,6 +209,15 @@ def test_cli_exit_codes(preprocessed, corpus, tmp_path, capsys):
     assert "corrupt.mp4" in capsys.readouterr().err
     assert main(["preprocess", str(tmp_path / "missing.txt"), "--output-dir", str(tmp_path / "x")]) == 1
     assert capsys.readouterr().err.strip().startswith("error: ")
+    # invalid options: status 2, a message naming the option
+    for options, expected in [(["--num-shards", "0"], "--num-shards: must be 1 or more, got 0"),
+                              (["--num-workers", "-3"], "--num-workers: must be 0 or more, got -3")]:  # fmt: skip
+        with pytest.raises(SystemExit) as exit_info:
+            main(["preprocess", str(corpus), "--output-dir", str(tmp_path / "y"), *options])
+        assert exit_info.value.code == 2 and expected in capsys.readouterr().err
+    assert main(["preprocess", str(corpus), "--output-dir", str(tmp_path / "y"), "--shard-index", "1"]) == 2
+    assert "--shard-index 1 must be below --num-shards 1" in capsys.readouterr().err
+    assert not (tmp_path / "y").exists()
 
 
 @pytest.mark.slow
