@@ -139,8 +139,31 @@ def load_backbone(
     processor. A pretraining folder has no learned layer weights (pretraining does not use them): they are set to
     equal weights, `1 / num_layers` each, the start of fine-tuning, so its features average the encoder layers."""
     config = load_model_config(model_name_or_path)
-    model = AVFMAEModel.from_pretrained(model_name_or_path, config=config)
+    # transformers' loading report would list every decoder or head weight the backbone leaves out (a hundred lines
+    # for a pretraining folder); only what is not expected of a backbone is reported, in one line
+    loading_logger = logging.get_logger("transformers.modeling_utils")
+    loading_logger.addFilter(_without_loading_report)  # (a level would change what transformers checks)
+    try:
+        model, info = AVFMAEModel.from_pretrained(model_name_or_path, config=config, output_loading_info=True)
+    finally:
+        loading_logger.removeFilter(_without_loading_report)
+    unexpected = sorted(key for key in info["unexpected_keys"] if not key.startswith(NOT_IN_THE_BACKBONE))
+    missing = sorted(key for key in info["missing_keys"] if key not in ("video_layer_weights", "audio_layer_weights"))
+    if unexpected or missing or info["mismatched_keys"]:
+        logger.warning(
+            f"{model_name_or_path}: weights not in the checkpoint (newly initialised): {missing or 'none'}; "
+            f"checkpoint weights the backbone does not use: {unexpected or 'none'}; shape mismatches: "
+            f"{sorted(info['mismatched_keys']) or 'none'}."
+        )
     return _place(model, device, dtype), load_processor(model_name_or_path, config)
+
+
+def _without_loading_report(record) -> bool:
+    return "LOAD REPORT" not in record.getMessage()
+
+
+# Parts of pretraining and classification checkpoints that are not the backbone's.
+NOT_IN_THE_BACKBONE = ("video_decoder.", "audio_decoder.", "fc_norm.", "classifier.")
 
 
 def _place(model, device, dtype):

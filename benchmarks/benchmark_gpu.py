@@ -1,7 +1,7 @@
 """Training throughput of AVF-MAE++ on one GPU: clips/s, peak memory and model FLOP utilisation (MFU) in bf16.
 
     python benchmarks/benchmark_gpu.py --json gpu.json            # the full run, under 8 minutes on an H100/H200
-    python benchmarks/benchmark_gpu.py --dry-run --json dry.json  # everything on the CPU with tiny models, seconds
+    python benchmarks/benchmark_gpu.py --dry-run --json dry.json  # everything on the CPU with tiny models, about a minute
 
 For each size (base, huge) and step - the classification train step (batch 32: train mode, drop-path 0.1,
 cross-entropy, backward, AdamW step) and the pretraining train step (batch 64: the model's own masks given as inputs,

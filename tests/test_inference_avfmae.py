@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from safetensors.torch import load_file, save_file
 from transformers import ViTConfig
 
 from avfmae_hf import (
@@ -200,6 +201,25 @@ def test_a_pretraining_folder_gives_features_with_equal_layer_weights(pretrainin
     }
     with torch.no_grad():
         torch.testing.assert_close(first(**inputs).pooler_output, second(**inputs).pooler_output, rtol=0, atol=0)
+
+
+def test_the_backbone_loads_from_any_checkpoint_without_a_loading_report(
+    pretraining_folder, tiny_folder, tmp_path, caplog
+):
+    """What the backbone leaves out of a pretraining or classification checkpoint (decoders, head, the layer weights
+    a pretraining run has none of) is expected and not reported; what is not expected is, in one line."""
+    with caplog.at_level("WARNING"):
+        for folder in (pretraining_folder, tiny_folder):
+            load_backbone(folder)
+    assert caplog.text == ""
+    broken = tmp_path / "broken"
+    shutil.copytree(pretraining_folder, broken)
+    weights = load_file(broken / "model.safetensors")
+    del weights[next(key for key in weights if key.startswith("avfmae.fusion."))]
+    save_file(weights, broken / "model.safetensors", metadata={"format": "pt"})
+    with caplog.at_level("WARNING"):
+        load_backbone(broken)
+    assert "weights not in the checkpoint (newly initialised)" in caplog.text and "LOAD REPORT" not in caplog.text
 
 
 def test_model_folders_that_cannot_predict_are_refused_clearly(pretraining_folder, tmp_path):
