@@ -346,7 +346,8 @@ def add_video_arguments(parser: argparse.ArgumentParser) -> None:
 def _check_audio_count(args: argparse.Namespace) -> None:
     if args.audio is not None and len(args.audio) != len(args.videos):
         raise ValueError(
-            f"--audio was given {len(args.audio)} times for {len(args.videos)} videos; give it once per video."
+            f"--audio was given {len(args.audio)} time{'s' if len(args.audio) != 1 else ''} for {len(args.videos)} "
+            "videos; give it once per video."
         )
 
 
@@ -492,9 +493,7 @@ def run_predict(args: argparse.Namespace) -> int:
     for result in iter_predictions(args.videos, model, processor, **options):
         if isinstance(result, VideoFailure):
             failures += 1
-            tqdm.write(f"avfmae predict: error: {result.error}", file=sys.stderr)
-            if args.debug and result.traceback:
-                tqdm.write(result.traceback, file=sys.stderr)
+            _write_failure("predict", result, args.debug)
             continue
         predictions.append(result)
         top = ", ".join(f"{label} {score:.3f}" for label, score in result.top(args.top_k))
@@ -553,12 +552,11 @@ def run_extract_features(args: argparse.Namespace) -> int:
     for result in iter_features(args.videos, model, processor, **options):
         if isinstance(result, VideoFailure):
             failures += 1
-            tqdm.write(f"avfmae extract-features: error: {result.error}", file=sys.stderr)
-            if args.debug and result.traceback:
-                tqdm.write(result.traceback, file=sys.stderr)
+            _write_failure("extract-features", result, args.debug)
             continue
         rows.append(result)
-        tqdm.write(f"{result.video}: {len(result.window_features)} windows", file=sys.stdout)
+        count = len(result.window_features)
+        tqdm.write(f"{result.video}: {count} window{'s' if count != 1 else ''}", file=sys.stdout)
     if rows:
         tensors = {
             "features": torch.stack([row.features for row in rows]),
@@ -599,6 +597,20 @@ def add_extract_features_command(subparsers: argparse._SubParsersAction) -> None
     parser.add_argument("--output", required=True, metavar="FILE", help="the .safetensors file to write")
     add_debug_option(parser)
     parser.set_defaults(run=run_extract_features)
+
+
+# The library's messages name its Python arguments; the commands' flags are spelt differently.
+FLAG_SPELLINGS = {"missing_audio='silence'": "--missing-audio silence"}
+
+
+def _write_failure(command: str, failure: VideoFailure, debug: bool) -> None:
+    """One line for a video that failed (its traceback too with `--debug`), in the command's own flag spellings."""
+    message = str(failure.error)
+    for python_spelling, flag in FLAG_SPELLINGS.items():
+        message = message.replace(python_spelling, flag)
+    tqdm.write(f"avfmae {command}: error: {message}", file=sys.stderr)
+    if debug and failure.traceback:
+        tqdm.write(failure.traceback, file=sys.stderr)
 
 
 def run_preprocess(args: argparse.Namespace) -> int:

@@ -486,7 +486,9 @@ class VideoFailure(Exception):
 def _window_spans(inputs: dict, num_windows: int) -> list[tuple[float | None, float | None]]:
     if "window_start" not in inputs:
         return [(None, None)] * num_windows
-    return list(zip(inputs["window_start"].tolist(), inputs["window_end"].tolist(), strict=True))
+    # to the millisecond: the processor's float32 seconds would show as 2.559999942779541 in JSON and CSV files
+    starts, ends = ([round(time, 3) for time in inputs[key].tolist()] for key in ("window_start", "window_end"))
+    return list(zip(starts, ends, strict=True))
 
 
 def _face_found(inputs: dict) -> bool | None:

@@ -446,7 +446,7 @@ def test_predict_prints_each_video_and_writes_json_csv_and_plots(
     assert set(records[0]) == {"video", "scores", "windows", "face_found"} and records[1]["padded"] is True
     windows = records[0]["windows"]
     assert len(windows) > 1 and set(windows[0]) == {"start", "end", "scores"}
-    assert windows[0]["start"] == 0.0 and windows[0]["end"] == pytest.approx(64 / 25)
+    assert windows[0]["start"] == 0.0 and windows[0]["end"] == 2.56  # to the millisecond, not float32 noise
     for label, score in records[0]["scores"].items():  # the video's score: the mean over its windows
         assert score == pytest.approx(sum(w["scores"][label] for w in windows) / len(windows), abs=1e-6)
     rows = (tmp_path / "s.csv").read_text().splitlines()
@@ -472,6 +472,12 @@ def test_predict_reports_each_bad_file_and_keeps_the_others(tiny_classifier_fold
     assert errors[2] == "avfmae predict: 2 of 4 videos failed (see above)."
     assert "Traceback" not in captured.err
     assert len(json.loads((tmp_path / "s.json").read_text())) == 2
+
+
+def test_predict_advises_its_own_flags(tiny_classifier_folder, processor_no_audio_clip, capsys):
+    assert predict(processor_no_audio_clip, "--model", tiny_classifier_folder) == 1
+    (error,) = [line for line in capsys.readouterr().err.splitlines() if line.startswith("avfmae predict: error:")]
+    assert "no audio stream" in error and "--missing-audio silence" in error and "missing_audio=" not in error
 
 
 @pytest.mark.parametrize(
