@@ -659,7 +659,7 @@ def test_scripts_offer_only_flags_they_honour(tmp_path):
         assert flag in pretraining_help and flag in finetuning_help, flag
     for flag in ("--deepspeed", "--fsdp", "--label_smoothing_factor", "--hub_strategy", "--eval_accumulation_steps"):
         assert flag not in pretraining_help, flag
-    for flag in ("--hub_strategy", "--hub_always_push"):
+    for flag in ("--hub_strategy", "--hub_always_push", "--do_predict"):
         assert flag not in finetuning_help, flag
     assert "--label_smoothing_factor" in finetuning_help
     common = ["--train_file", "videos.txt", "--size", "base", "--output_dir", os.fspath(tmp_path)]
@@ -673,6 +673,8 @@ def test_scripts_offer_only_flags_they_honour(tmp_path):
     script = load_script("run_pretraining")
     with pytest.raises(ValueError, match="--save_strategy best needs a metric"):
         script.main([*common, "--save_strategy", "best", "--use_cpu"])
+    with pytest.raises(ValueError, match="--report_to no_such_tracker: not installed"):
+        script.main([*common, "--report_to", "no_such_tracker", "--use_cpu"])
 
 
 # --------------------------------------------------------------------------------------------------------------------

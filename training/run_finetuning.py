@@ -302,8 +302,9 @@ class AVFMAETrainingArguments(TrainingArguments):
 
 
 # `TrainingArguments` fields of the Trainer's own Hub uploads: this script uploads once, at the end, a Hub-ready
-# folder (code files, processor, model card), so these are not offered.
-UNHONOURED_TRAINING_ARGUMENTS = ("hub_strategy", "hub_always_push")
+# folder (code files, processor, model card), so these are not offered; nor is `do_predict`: the test list is
+# evaluated whenever one is given.
+UNHONOURED_TRAINING_ARGUMENTS = ("hub_strategy", "hub_always_push", "do_predict")
 
 
 ARGUMENT_CLASSES = (ModelArguments, DataTrainingArguments, AugmentationArguments, AVFMAETrainingArguments)

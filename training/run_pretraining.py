@@ -263,6 +263,14 @@ def main(args: list[str] | None = None) -> dict:
     # 2. Accelerator (cpu=True makes torchrun / `accelerate launch --multi_gpu` runs on CPUs real multi-process
     #    runs), then logging: progress from the main process, warnings from all
     trackers = [name for name in (training_args.report_to or []) if name != "none"]
+    if trackers and trackers != ["all"]:
+        from accelerate.tracking import get_available_trackers
+
+        missing = sorted(
+            set(trackers) - {str(getattr(tracker, "value", tracker)) for tracker in get_available_trackers()}
+        )
+        if missing:
+            raise ValueError(f"--report_to {' '.join(missing)}: not installed in this environment (pip install ...).")
     data_seed = training_args.data_seed if training_args.data_seed is not None else training_args.seed
     mixed_precision = "bf16" if training_args.bf16 else "fp16" if training_args.fp16 else "no"
     accelerator = Accelerator(
