@@ -469,6 +469,14 @@ def test_pretraining_refuses_a_checkpoint_of_another_run_or_one_already_finished
     assert "already completed 2 of --max_steps 2" in completed.stdout + completed.stderr
     assert json.loads((finished / "train_results.json").read_text())["completed_steps"] == 2
 
+    # a rerun into a folder that holds steps goes on from the newest one (and says so), never over them
+    rerun = tmp_path / "rerun"
+    shutil.copytree(pretrained_run.output_dir, rerun)
+    completed = run(pretraining_command(tiny_config_dir, pretrained_run.train, rerun, "--max_steps", "2"))
+    output = (completed.stdout + completed.stderr).replace("\n", " ")
+    assert completed.returncode != 0 and f"Resuming from {rerun / 'step_2'}, found in --output_dir" in output
+    assert "step_2 has already completed 2 of --max_steps 2" in output
+
 
 def finetuning_arguments(tiny_pretrained, train, output_dir, *extra) -> list[str]:
     return [

@@ -412,6 +412,13 @@ def main(args: list[str] | None = None) -> dict:
     )
     register_hub_ready_checkpoints(accelerator, processor)
     checkpoint = find_checkpoint(training_args.resume_from_checkpoint, training_args.output_dir)
+    if training_args.resume_from_checkpoint is None and list(Path(training_args.output_dir).glob("step_*")):
+        # as the fine-tuning script does: a rerun into the same folder goes on rather than overwriting its steps
+        checkpoint = find_checkpoint("latest", training_args.output_dir)
+        logger.warning(
+            f"Resuming from {checkpoint}, found in --output_dir {training_args.output_dir}; use a new --output_dir "
+            "(or --resume_from_checkpoint false) to start over."
+        )
     if checkpoint is not None:
         check_fingerprint(checkpoint, fingerprint)
         accelerator.load_state(checkpoint)
