@@ -214,6 +214,17 @@ def _digest(value) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()
 
 
+def _flatten(values: Mapping, prefix: str = "") -> dict:
+    """`{"video_config": {"depth": 2}}` as `{"video_config.depth": 2}`."""
+    flat = {}
+    for key, value in values.items():
+        if isinstance(value, Mapping):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
 def run_fingerprint(config: PretrainedConfig, entries: Sequence, **batch_layout: int) -> dict:
     """What a checkpoint must match to be resumed: a digest of the model config (without its bookkeeping fields), the
     training clips (paths and labels, in order) and the batch layout (`per_device_train_batch_size`,
@@ -222,6 +233,7 @@ def run_fingerprint(config: PretrainedConfig, entries: Sequence, **batch_layout:
     clips = [[entry.video, entry.audio, entry.label] for entry in entries]
     return {
         "model_config": _digest(config_values),
+        "model_config_values": json.loads(json.dumps(_flatten(config_values), default=str)),  # to name differences
         "dataset": {"num_clips": len(clips), "sha256": _digest(clips)},
         "batch_layout": dict(sorted(batch_layout.items())),
     }
@@ -241,7 +253,15 @@ def check_fingerprint(folder: str | os.PathLike, fingerprint: Mapping) -> None:
     saved = json.loads(path.read_text())
     differences = []
     if saved.get("model_config") != fingerprint["model_config"]:
-        differences.append("the model config differs")
+        before, now = saved.get("model_config_values"), fingerprint.get("model_config_values")
+        if before is not None and now is not None:  # (fingerprints of earlier versions hold the digest only)
+            changed = [f"{key}: {before.get(key)!r} then, {now.get(key)!r} now"
+                       for key in sorted(set(before) | set(now)) if before.get(key) != now.get(key)]  # fmt: skip
+            differences.append(
+                f"the model config differs ({'; '.join(changed[:5])}{'; ...' if len(changed) > 5 else ''})"
+            )
+        else:
+            differences.append("the model config differs")
     if saved.get("dataset") != fingerprint["dataset"]:
         before, now = saved.get("dataset", {}).get("num_clips"), fingerprint["dataset"]["num_clips"]
         differences.append(f"the training clips differ ({before} clips then, {now} now, or other paths/labels)")

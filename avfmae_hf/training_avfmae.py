@@ -107,6 +107,12 @@ class _Problems(list):
         self.append(f"{place}: {problem}")
 
 
+def _line_number(problem: str) -> int:
+    """The line of a `"<list>:<line>: <problem>"` (0 for problems of the whole list), to report them in order."""
+    match = re.match(r".*?:(\d+): ", problem)
+    return int(match.group(1)) if match else 0
+
+
 class _LabelsNotRead(Mapping):
     """The `label2id` of a list read without its labels: every name is a class, so that nothing about the labels is
     reported; the labels are dropped after reading."""
@@ -226,7 +232,7 @@ def read_list_file(
         problems.add(os.fspath(path), "lists no videos.")
     problems.extend(check_list_entries(entries, problem_type, num_labels, with_labels, check_paths))
     if problems:
-        raise ListFileError(path, problems)
+        raise ListFileError(path, sorted(problems, key=_line_number))  # in the order of the file's lines
     return entries if read_labels else [dataclasses.replace(entry, label=None) for entry in entries]
 
 
@@ -338,6 +344,13 @@ def _read_csv(path, root, label2id, problem_type, problems) -> list[ListEntry]:
     entries = []
     for row in reader:
         where = f"{path}:{numbered[reader.line_num - 1][0]}"  # the row's last line in the file
+        if None in row:  # csv's key for fields beyond the header's
+            problems.add(where, f"has {len(reader.fieldnames) + len(row[None])} fields; the header names "
+                                f"{len(reader.fieldnames)} ({', '.join(reader.fieldnames)}).")  # fmt: skip
+            continue
+        if any(isinstance(value, str) and "\n" in value for value in row.values()):
+            problems.add(where, "a quoted field runs over several lines (a quote is not closed).")
+            continue
         entry = _entry_from_fields(
             row.get("video"), row.get("audio"), row.get("label"), root, label2id, problem_type, where, problems
         )
@@ -1165,6 +1178,15 @@ def check_model_source(model_name_or_path: str | None, size: str | None, config_
     """A training run starts from exactly one of a saved model, a released size or a config."""
     if sum(source is not None for source in (model_name_or_path, size, config_name)) != 1:
         raise ValueError("Pass exactly one of --model_name_or_path, --size and --config_name.")
+    for flag, name in (("--model_name_or_path", model_name_or_path), ("--config_name", config_name)):
+        # a Hub id is `name` or `owner/name`; anything else that does not exist is a mistyped local path, which
+        # transformers would report as a failed download
+        if name is not None and _is_local_path(name) and not os.path.exists(os.path.expanduser(name)):
+            raise FileNotFoundError(f"{flag} {name}: no such file or folder.")
+
+
+def _is_local_path(name: str) -> bool:
+    return name.startswith(("/", "./", "../", "~")) or name.count("/") > 1 or os.sep != "/" and os.sep in name
 
 
 def load_model_and_processor(

@@ -206,12 +206,12 @@ def test_every_list_problem_is_reported_at_once_with_its_line(tmp_path):
         read_list_file(listing, label2id={"calm": 0, "happy": 1, "sad": 2}, num_labels=3, with_labels=True,
                        check_paths=True)  # fmt: skip
     error = raised.value
-    assert error.problems == [
+    assert error.problems == [  # in the order of the lines
+        f"{listing}:2: label 7 is out of range for 3 classes (0-2).",
         f"{listing}:4: label 'angry' is neither a class index nor a known class name; known names: calm, happy, sad.",
+        f"{listing}:5: video '{tmp_path / 'missing.mp4'}' does not exist.",
         f"{listing}:6: expected `<frames_dir> <audio> <label>`, `<video> <label>` or `<video>`, got 4 fields in "
         f"'{clip} a b c' (paths cannot contain spaces in this format; use a CSV file).",
-        f"{listing}:2: label 7 is out of range for 3 classes (0-2).",
-        f"{listing}:5: video '{tmp_path / 'missing.mp4'}' does not exist.",
         f"{listing}:7: has no label.",
     ]
     assert str(error).startswith(f"{listing}: 5 problems:\n")
@@ -221,8 +221,16 @@ def test_every_list_problem_is_reported_at_once_with_its_line(tmp_path):
     with pytest.raises(ListFileError) as raised:
         read_list_file(regression, problem_type="regression", num_labels=2)
     assert raised.value.problems == [
-        f"{regression}:4: regression targets must be numbers, got ['high'].",
         f"{regression}:3: 1 regression targets, the model predicts 2.",
+        f"{regression}:4: regression targets must be numbers, got ['high'].",
+    ]
+    malformed = tmp_path / "malformed.csv"
+    malformed.write_text(f'video,label\n{clip},1,extra,more\n{clip},0\n"{clip},2\n{clip},1\n')
+    with pytest.raises(ListFileError) as raised:
+        read_list_file(malformed)
+    assert raised.value.problems == [
+        f"{malformed}:2: has 4 fields; the header names 2 (video, label).",
+        f"{malformed}:5: a quoted field runs over several lines (a quote is not closed).",
     ]
 
 
@@ -424,6 +432,8 @@ def test_fingerprints_name_what_differs(tmp_path):
     for expected, other in changes.items():
         with pytest.raises(ResumeError, match=f"Cannot resume from {tmp_path}: {expected}"):
             check_fingerprint(tmp_path, other)
+    with pytest.raises(ResumeError, match=r"the model config differs \(mask_ratio: None then, 0.5 now\)"):
+        check_fingerprint(tmp_path, changes["the model config differs"])
 
 
 @pytest.fixture(scope="module")
@@ -677,8 +687,12 @@ def test_scripts_offer_only_flags_they_honour(tmp_path):
     recipe.write_text(json.dumps({"fsdp": "full_shard"}))
     with pytest.raises(ValueError, match="unknown arguments: fsdp"):
         parse_arguments(pretraining, [os.fspath(recipe), *common])
-    # choices pretraining cannot honour are refused before anything is loaded
     script = load_script("run_pretraining")
+    # a mistyped local folder is named as such, not reported as a failed download
+    with pytest.raises(FileNotFoundError, match=r"--config_name \./no/such/config: no such file or folder"):
+        script.main(["--train_file", "videos.txt", "--config_name", "./no/such/config", "--output_dir",
+                     os.fspath(tmp_path), "--use_cpu"])  # fmt: skip
+    # choices pretraining cannot honour are refused before anything is loaded
     with pytest.raises(ValueError, match="--save_strategy best needs a metric"):
         script.main([*common, "--save_strategy", "best", "--use_cpu"])
     with pytest.raises(ValueError, match="--report_to no_such_tracker: not installed"):
