@@ -78,7 +78,9 @@ class BadClipSkippingDataset(torch.utils.data.Dataset):
     def clip_name(self, index: int) -> str:
         entries = getattr(self.dataset, "entries", None)
         if entries is not None and hasattr(entries[index], "video"):
-            return entries[index].video
+            entry = entries[index]
+            # a preprocessed clip's file is named by a hash: its place names the table row and the source video
+            return f"{entry.video} ({entry.place})" if getattr(entry, "face_cropped", False) else entry.video
         return f"clip {index}"
 
     def __getitem__(self, index: int) -> dict:

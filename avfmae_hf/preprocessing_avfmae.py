@@ -179,6 +179,10 @@ def preprocess_clip(entry, processor, clips_dir: Path, settings: dict, crf: int 
             audio, sampling_rate = source.read_audio()
             waveform = processor.feature_extractor.prepare_waveform(audio, sampling_rate, name=entry.video)
         else:
+            logger.warning(
+                f"{entry.video}: the video has no audio stream; its preprocessed clip has none either (an "
+                f"audio-visual model cannot train on it; give the clip's audio file in the list)."
+            )
             waveform = None
     finally:
         source.close()
@@ -381,7 +385,7 @@ def read_preprocessed_folder(folder: str | os.PathLike) -> list:
                     os.fspath(video),
                     None,
                     tuple(label) if isinstance(label, list) else label,
-                    place=f"{table}:{number}",
+                    place=f"{table}:{number}, preprocessed from {row['source']}",
                     face_cropped=True,
                 )
             )

@@ -14,6 +14,7 @@ import pytest
 
 from avfmae_hf import video_processing_avfmae
 from avfmae_hf.cli import main
+from avfmae_hf.data_avfmae import BadClipSkippingDataset
 from avfmae_hf.preprocessing_avfmae import (
     MANIFEST_FILE,
     PreprocessingFormatError,
@@ -195,6 +196,20 @@ def test_training_dataset_reads_the_folder_without_face_detection(preprocessed, 
     assert tuple(item["pixel_values"].shape) == (16, 3, 160, 160)
     assert item["audio_values"].shape[0] == 1 and item["audio_values"].shape[-1] == 128
     assert int(item["labels"]) == 1
+    # a bad clip of a run is named by its hashed file, its table row and the source it was made from
+    name = BadClipSkippingDataset(dataset).clip_name(1)
+    assert name.startswith(dataset.entries[1].video) and "table-00000-of-00001.jsonl:2, preprocessed from" in name
+    assert name.endswith("face_b.mp4)")
+
+
+def test_a_source_without_audio_is_written_with_a_warning(processor, tmp_path, caplog):
+    face, _ = synthetic.talking_face_frames(num_frames=NUM_FRAMES, height=240, width=320, face_size=100)
+    silent = synthetic.write_video(tmp_path / "silent.mp4", face, FPS)
+    listing = tmp_path / "list.txt"
+    listing.write_text(f"{silent} 0\n")
+    with caplog.at_level("WARNING"):
+        preprocess_corpus(read_list_file(listing), tmp_path / "out", processor=processor, show_progress=False)
+    assert f"{silent}: the video has no audio stream; its preprocessed clip has none either" in caplog.text
 
 
 def test_cli_exit_codes(preprocessed, corpus, tmp_path, capsys):
